@@ -1,0 +1,3 @@
+from csg.cli import run_main
+
+run_main()

@@ -1,0 +1,151 @@
+"""The ``csg`` command line.
+
+Only click is imported here. Every command lives in the module that owns it and is imported on first
+use, so ``csg --help`` answers at once. Errors from bad input (:class:`csg.errors.CsgError`) become
+one line on stderr and a non-zero exit; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+
+import click
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are ``"module:attr"`` strings, imported on first use."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # name -> (import path, one-line help shown in listings without importing)
+        self.lazy = dict(lazy or {})
+
+    def _available(self, name: str) -> bool:
+        module = self.lazy[name][0].split(":")[0]
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    def list_commands(self, ctx):
+        names = [n for n in self.lazy if self._available(n)]
+        return sorted(set(super().list_commands(ctx)) | set(names))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy and self._available(name):
+            module, attr = self.lazy[name][0].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy:
+                rows.append((name, self.lazy[name][1]))
+            else:
+                cmd = super().get_command(ctx, name)
+                rows.append((name, cmd.get_short_help_str(60) if cmd else ""))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, lazy={
+    "pose": ("csg.cli:pose", "Extract, draw, validate, convert and generate skeletons."),
+    "data": ("csg.cli:data", "Make and prepare training data."),
+    "train": ("csg.cli:train", "Train the stage-1 model and the sync classifiers."),
+    "render": ("pose2video.cli:render", "Render a skeleton JSON into a video of the photo."),
+    "renderers": ("pose2video.cli:renderers", "List the registered renderers."),
+    "run": ("pipeline.cli:run", "Photo + speech -> video, both stages."),
+    "eval": ("csg.cli:eval_group", "Measure each stage: poses, videos, variants."),
+})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+@click.version_option(package_name="csg")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """csg: a photo and a speech recording become a video of that person speaking with gestures."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.group(cls=LazyGroup, lazy={
+    "extract": ("csg.cli.extract_cmd:extract", "Reference skeleton from a photo."),
+    "draw": ("csg.cli.pose_cmds:draw", "Draw a skeleton JSON to an mp4 or a png."),
+    "validate": ("csg.cli.pose_cmds:validate", "Check a skeleton JSON against the contract."),
+    "convert": ("csg.cli.pose_cmds:convert", "Convert between csg.pose and OpenPose JSON."),
+    "generate": ("audio2pose.cli:generate", "Skeleton sequence from speech (stage 1)."),
+})
+def pose() -> None:
+    """Skeleton files: the editable link between the two stages."""
+
+
+@cli.group(cls=LazyGroup, lazy={
+    "synth": ("csg.data.cli:synth", "Procedural co-speech corpus (audio, poses, frames)."),
+    "prepare": ("csg.data.cli:prepare", "Real talking videos -> dataset."),
+})
+def data() -> None:
+    """Datasets for both stages."""
+
+
+@cli.group(cls=LazyGroup, lazy={
+    "audio2pose": ("audio2pose.cli:train", "Train the stage-1 skeleton diffusion model."),
+    "classifier": ("audio2pose.classifier_cli:train_classifier", "Train a sync classifier (PCE)."),
+})
+def train() -> None:
+    """Training, through accelerate (one CPU, many GPUs, many nodes)."""
+
+
+@cli.group("eval", cls=LazyGroup, lazy={
+    "pose": ("eval.cli:pose", "Stage-1 metrics: FGD, BAS, lip sync, diversity, jitter."),
+    "video": ("eval.cli:video", "Stage-2 metrics: pose adherence, PSNR/SSIM, flicker."),
+    "compare": ("eval.cli:compare", "Run variants over a dataset split, one table."),
+})
+def eval_group() -> None:
+    """Stage-wise evaluation with reports and plots."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the CLI, turning errors into one line and an exit code."""
+    from ..errors import CsgError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rv = cli.main(args=args, prog_name="csg", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except CsgError as e:
+        if debug:
+            raise
+        click.echo(f"error: {_one_line(e)}", err=True)
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - the CLI must never print a traceback by default
+        if debug:
+            raise
+        click.echo(f"error: unexpected {type(e).__name__}: {_one_line(e)} "
+                   "(rerun with --debug for the traceback)", err=True)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def run_main() -> None:  # pragma: no cover - thin wrapper for python -m csg
+    sys.exit(main())

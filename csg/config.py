@@ -1,0 +1,136 @@
+"""YAML configs loaded into frozen dataclasses.
+
+- Unknown keys raise :class:`ConfigError` naming the key and the allowed ones.
+- A YAML file may start with ``base: other.yaml`` (relative to itself); it is read first and the rest
+  overrides it, so variants are small overrides, not copies.
+- ``--set a.b=value`` overrides are parsed with YAML (``3`` -> int, ``true`` -> bool, ``[1,2]`` -> list).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, resolving a ``base:`` chain. Raises :class:`ConfigError`."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    base = data.pop("base", None)
+    if base is not None:
+        data = deep_merge(read_yaml(p.parent / base), data)
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
+    """``["model.dim=64", "lr=1e-3"]`` -> nested dict. Raises on a missing ``=``."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses; strict on keys."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, where) if len(args) == 1 else value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        seq = [_coerce(inner, v, where) for v in value]
+        return tuple(seq) if origin is tuple else seq
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def load_config(cls: type[T], path: str | Path | None = None,
+                overrides: typing.Iterable[str] | dict[str, Any] = ()) -> T:
+    """Defaults of ``cls``, then the YAML file, then ``--set`` overrides."""
+    data: dict[str, Any] = read_yaml(path) if path else {}
+    over = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    return from_dict(cls, deep_merge(data, over), str(path or "config"))
+
+
+def replace_config(cfg: T, overrides: typing.Iterable[str] | dict[str, Any]) -> T:
+    """Apply overrides to an existing config instance (strict)."""
+    over = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    return from_dict(type(cfg), deep_merge(to_dict(cfg), over))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML/JSON-ready dict (tuples become lists)."""
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        return v
+    return conv(cfg)
