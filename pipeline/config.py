@@ -1,0 +1,54 @@
+"""The run configuration read by both ``csg run`` and :class:`pipeline.CoSpeechPipeline`.
+
+``configs/default.yaml`` holds the same values as these defaults; ``--config`` and ``--set`` override
+them. Unknown keys raise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from csg.config import load_config
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    checkpoint: str | None = None  # audio2pose pipeline folder or hub id; None = embedded default
+    steps: int = 25  # DDIM steps
+    cfg_scale: float = 2.0  # classifier-free guidance scale on audio
+    guidance: str = "none"  # PCE sync guidance: none | sg | dg
+    lambda_nonface: float = 1.0  # PAHA lambda_nf
+    lambda_face: float = 0.1  # PAHA lambda_f
+    lambda_diff: float = 0.25  # PAHA lambda_diff (DG only)
+    guided_fraction: float = 0.5  # guidance in the first r of the steps
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    renderer: str = "warp"  # any name from `csg renderers`
+    max_side: int = 512  # the photo is resized so its longer side is at most this (0 = keep)
+    config: str | None = None  # renderer YAML (e.g. configs/pose2video/diffusers.yaml)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_audio_seconds: float = 600.0  # longer audio is refused; raise it for long talks
+    min_audio_seconds: float = 0.5  # shorter audio is refused
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    fps: float = 25.0  # pose and video frame rate
+    seed: int = 0  # fixes stage 1 and any stochastic renderer
+    device: str = "cpu"  # cpu | cuda
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+
+def load_run_config(path: str | Path | None = None, overrides=()) -> RunConfig:
+    """``configs/default.yaml`` (or ``path``), then ``key=value`` overrides."""
+    return load_config(RunConfig, path or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file()
+                                           else None), overrides)
