@@ -87,7 +87,8 @@ def to_openpose(pose: PoseSequence, out: str | os.PathLike, *, body_format: str 
 
     A one-frame pose and an ``out`` ending in ``.json`` give one file; otherwise ``out`` is a folder
     of ``frame_000000_keypoints.json`` files (created; refused if it already holds frame files,
-    unless ``overwrite``). ``body_format``: ``"coco18"`` (pose editors) or ``"body25"`` (keeps feet).
+    unless ``overwrite``). ``body_format``: ``"coco18"`` (pose editors) or ``"body25"`` (keeps
+    the feet).
     """
     if body_format not in ("coco18", "body25"):
         raise ValueError(f"body_format must be 'coco18' or 'body25', got {body_format!r}")
@@ -110,8 +111,11 @@ def to_openpose(pose: PoseSequence, out: str | os.PathLike, *, body_format: str 
     out.mkdir(parents=True, exist_ok=True)
     if any(out.glob("frame_*_keypoints.json")) and not overwrite:
         raise OutputError(f"{out}: already holds frame_*_keypoints.json files; pass --overwrite")
-    for t, kp in enumerate(pose.keypoints):
-        atomic_write_text(out / f"frame_{t:06d}_keypoints.json", doc(kp))
+    names = [f"frame_{t:06d}_keypoints.json" for t in range(pose.num_frames)]
+    for name, kp in zip(names, pose.keypoints):
+        atomic_write_text(out / name, doc(kp))
+    for stale in set(f.name for f in out.glob("frame_*_keypoints.json")) - set(names):
+        (out / stale).unlink()  # frames of an older, longer sequence (only with overwrite)
     return out
 
 
@@ -123,7 +127,8 @@ def _points(person: dict, key: str, counts: tuple[int, ...], source: str) -> np.
     try:
         a = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
-        raise PoseFormatError(f"{source}: people[0].{key}: must be a flat list of numbers") from None
+        raise PoseFormatError(f"{source}: people[0].{key}: must be a flat list of "
+                              "numbers") from None
     if a.ndim != 1 or a.size % 3 or a.size // 3 not in counts:
         want = " or ".join(str(3 * c) for c in counts)
         raise PoseFormatError(f"{source}: people[0].{key}: has {a.size} numbers, expected {want} "
@@ -251,10 +256,10 @@ def from_dwpose_arrays(body_xy: np.ndarray, body_score: np.ndarray, body_subset:
     face, face_hidden = pts(face_xy, face_score)
     hands, hands_hidden = pts(hands_xy, hands_score)
     # Hidden face / hand points move to the nose / wrist so a drawn skeleton stays sane.
-    for group, pts_, hidden, anchor in ((K.FACE, face, face_hidden, K.NOSE),
-                                        (K.LEFT_HAND, hands[:, 0], hands_hidden[:, 0], K.LEFT_WRIST),
-                                        (K.RIGHT_HAND, hands[:, 1], hands_hidden[:, 1],
-                                         K.RIGHT_WRIST)):
+    for group, pts_, hidden, anchor in (
+            (K.FACE, face, face_hidden, K.NOSE),
+            (K.LEFT_HAND, hands[:, 0], hands_hidden[:, 0], K.LEFT_WRIST),
+            (K.RIGHT_HAND, hands[:, 1], hands_hidden[:, 1], K.RIGHT_WRIST)):
         pts_[..., :2] = np.where(hidden[..., None], kp[:, anchor, None, :2], pts_[..., :2])
         kp[:, group] = pts_
     return PoseSequence(kp, fps=fps, width=width, height=height, meta=dict(meta or {})).validate()

@@ -146,8 +146,15 @@ class PoseSequence:
         return "\n".join(lines)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Validate, then write atomically (temporary file, then rename)."""
+        """Validate, then write atomically (temporary file, then rename).
+
+        Scores within the rounding tolerance of [0, 1] are clipped into it first.
+        """
         self.validate(str(path))
+        if self.keypoints[..., 2].min() < 0 or self.keypoints[..., 2].max() > 1:
+            k = self.keypoints.copy()
+            np.clip(k[..., 2], 0.0, 1.0, out=k[..., 2])
+            return atomic_write_text(path, self.replace(keypoints=k).to_json())
         return atomic_write_text(path, self.to_json())
 
     @classmethod
@@ -165,7 +172,7 @@ class PoseSequence:
                                   f"{', '.join(_REQUIRED_KEYS + _OPTIONAL_KEYS)}")
         if d["format"] != FORMAT:
             raise PoseFormatError(f"{source}: format must be '{FORMAT}', got {d['format']!r}")
-        if d["version"] != VERSION:
+        if isinstance(d["version"], bool) or d["version"] != VERSION:
             raise PoseFormatError(f"{source}: unsupported version {d['version']!r}; this csg "
                                   f"reads version {VERSION}")
         if d["layout"] != LAYOUT:
@@ -181,8 +188,11 @@ class PoseSequence:
             raise PoseFormatError(f"{source}: meta must be a JSON object, got "
                                   f"{type(meta).__name__}")
         kps = _parse_frames(d["frames"], source)
-        return cls(kps, fps=d["fps"], width=int(d["width"]), height=int(d["height"]),
+        pose = cls(kps, fps=d["fps"], width=int(d["width"]), height=int(d["height"]),
                    meta=meta).validate(source)
+        # Scores within the rounding tolerance of [0, 1] are clipped into it.
+        np.clip(pose.keypoints[..., 2], 0.0, 1.0, out=pose.keypoints[..., 2])
+        return pose
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PoseSequence":
@@ -254,6 +264,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
