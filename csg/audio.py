@@ -67,13 +67,13 @@ def frame_bounds(num_frames: int, sr: int, fps: float | Fraction) -> np.ndarray:
 
 
 def num_frames_for(num_samples: int, sr: int, fps: float | Fraction) -> int:
-    """Pose frames that cover ``num_samples`` at ``sr``: ``round(num_samples / sr * fps)`` exactly."""
+    """Pose frames covering ``num_samples`` at ``sr``: ``round(num_samples / sr * fps)`` exactly."""
     f = as_fraction(fps)
     return int(_round_half_up(int(num_samples) * f.numerator, int(sr) * f.denominator))
 
 
 def fit_to_frames(wav: np.ndarray, num_frames: int, sr: int, fps: float | Fraction) -> np.ndarray:
-    """Trim or zero-pad ``wav`` (N,) to exactly ``frame_bounds(num_frames, sr, fps)[-1]`` samples."""
+    """Trim or zero-pad ``wav`` (N,) to ``frame_bounds(num_frames, sr, fps)[-1]`` samples."""
     n = int(frame_bounds(num_frames, sr, fps)[-1])
     wav = np.asarray(wav, dtype=np.float32)
     if wav.shape[0] >= n:
@@ -116,8 +116,8 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
         raise AudioError(f"{p}: audio is empty (0 samples)")
     seconds = info.frames / info.samplerate
     if max_seconds is not None and seconds > max_seconds:
-        raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of {max_seconds:g} s; "
-                         f"trim it or raise {limit_name}")
+        raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of "
+                         f"{max_seconds:g} s; trim it or raise {limit_name}")
     try:
         data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001

@@ -115,7 +115,8 @@ def execute(cfg, ref: Path, audio: Path, paths: dict[str, Path], *, pose_in=None
         raise CsgError("--device cuda was asked for, but no CUDA device is available")
     image = load_image(ref)
     lim = cfg.limits
-    wav = load_audio(audio, 16000, max_seconds=lim.max_audio_seconds)
+    wav = load_audio(audio, 16000, max_seconds=lim.max_audio_seconds,
+                     limit_name="limits.max_audio_seconds (--set limits.max_audio_seconds=N)")
     check_audible(wav, 16000, str(audio), min_seconds=lim.min_audio_seconds)
     sr = 16000
     pipe = CoSpeechPipeline.from_config(cfg)
@@ -144,7 +145,7 @@ def execute(cfg, ref: Path, audio: Path, paths: dict[str, Path], *, pose_in=None
     frames = pipe.render_frames(image, poses, ref_pose, generator=generator, audio=wav,
                                 progress=not quiet)
     with VideoWriter(paths["video"], poses.fps, (h, w), audio=wav, audio_sr=sr,
-                     overwrite=overwrite) as writer:
+                     overwrite=overwrite, preset="veryfast") as writer:
         for window in frames:
             for frame in window:
                 writer.write(frame)
