@@ -154,7 +154,7 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int = SAMPLE_RATE, 
     """Write ``wav`` (N,) or (N, C) float as 16-bit PCM (wav/flac/ogg by suffix), atomically."""
     import soundfile as sf
 
-    from .video import atomic_output
+    from .outputs import atomic_output
 
     p = Path(path)
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(p.suffix.lower())

@@ -110,7 +110,7 @@ def save_image(path: str | os.PathLike, img: np.ndarray, *, overwrite: bool = Tr
     """Write ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` gray) as png/jpg/... by suffix, atomically."""
     import cv2
 
-    from .video import atomic_output
+    from .outputs import atomic_output
 
     p = Path(path)
     ext = p.suffix.lower()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -18,49 +17,12 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, as_fraction
 from .errors import InputError, OutputError, require_file
+from .outputs import atomic_output, check_output_path  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
 
 # --- atomic outputs -------------------------------------------------------------------------------
-def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Fail early (:class:`OutputError`) if ``path`` exists without ``overwrite``, is a folder, or
-    its folder is missing or not writable. Returns ``Path(path)``."""
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{p}: output is a folder; give a file name")
-    if p.exists() and not overwrite:
-        raise OutputError(f"{p}: output exists; pass --overwrite (overwrite=True) or choose "
-                          "another name")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{p}: output folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{p}: output folder {parent} is not writable")
-    return p
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same suffix); rename it onto ``path`` when the block
-    exits cleanly, delete it when the block raises. Checks :func:`check_output_path` first."""
-    p = check_output_path(path, overwrite=overwrite)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}",
-                                   dir=p.parent if str(p.parent) else ".")
-    except OSError as e:
-        raise OutputError(f"{p}: cannot write here ({e.strerror})") from None
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        if not overwrite and p.exists():
-            raise OutputError(f"{p}: output appeared while writing; not replacing it")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 # --- writing --------------------------------------------------------------------------------------
 class VideoWriter:
     """Write RGB frames (and optional speech) to an H.264/AAC mp4, atomically.

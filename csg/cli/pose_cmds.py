@@ -25,7 +25,7 @@ def draw(pose_file: Path, output: Path, audio: Path | None, frame_index: int, th
     """Draw POSE_FILE (csg.pose JSON) as DWPose-style skeletons to an mp4 or a png."""
     from ..errors import InputError
     from ..pose import PoseSequence
-    from ..video import check_output_path
+    from ..outputs import check_output_path
 
     suffix = output.suffix.lower()
     if suffix not in (".mp4", ".png", ".jpg", ".jpeg"):
@@ -99,7 +99,7 @@ def convert(input_path: Path, output: Path, target: str | None, fps: float, widt
     from .. import openpose
     from ..errors import InputError
     from ..pose import PoseSequence
-    from ..video import check_output_path
+    from ..outputs import check_output_path
 
     if not input_path.exists():
         raise InputError(f"{input_path}: input not found")

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from ..outputs import atomic_write_bytes as _atomic_write_bytes
 from ..errors import DataError
 from ..keypoints import NUM_KEYPOINTS
 
@@ -87,18 +87,9 @@ class Clip:
 
 # --- atomic writes ---------------------------------------------------------------------------------
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file next to ``path`` and rename it into place."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    """Write ``data`` atomically, creating the folder if needed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return _atomic_write_bytes(path, data)
 
 
 def save_npz(path: str | os.PathLike, *, poses: np.ndarray, audio: np.ndarray, ref: np.ndarray,
