@@ -1,6 +1,6 @@
 """Fréchet distance between two Gaussians fitted to feature sets (FGD, FID, FVD share this).
 
-d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^½)   (Heusel et al. 2017, Eq. 6; Dowson & Landau 1982)
+d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^½)   (Heusel et al. 2017, FID; Dowson & Landau 1982)
 
 Only comparable between runs that use the same feature extractor and the same normalisation.
 """
@@ -31,7 +31,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu: (D,); sigma: (D, D). Numerically careful in the pytorch-fid way: if the matrix square root
     of sigma1 @ sigma2 is singular or not finite, ``eps`` is added to both diagonals and it is
     recomputed; a tiny imaginary part from round-off is dropped (a large one raises). The result is
-    clipped at 0 (round-off can make identical sets give -1e-12).
+    set to 0 when it is below 1e-12 of the total variance (round-off: identical sets give ±1e-13).
     """
     from scipy import linalg
 
@@ -41,7 +41,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs "
                          f"{s2.shape}")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    import warnings
+
+    with warnings.catch_warnings():  # singular products are handled below, not just warned about
+        warnings.simplefilter("ignore")
+        covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         logger.warning("sqrtm of the covariance product is singular; adding %g to the diagonals",
                        eps)
@@ -54,8 +58,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
             raise ValueError(f"sqrtm gave a large imaginary component ({imag:g}); the covariances "
                              "are badly conditioned (too few samples for the feature size?)")
         covmean = covmean.real
-    d2 = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
-    return max(d2, 0.0)
+    scale = float(diff @ diff + np.trace(s1) + np.trace(s2))
+    d2 = scale - 2.0 * float(np.trace(covmean))
+    return 0.0 if d2 < 1e-12 * max(scale, 1.0) else d2  # round-off of identical sets reads as 0
 
 
 def frechet_distance_features(a: np.ndarray, b: np.ndarray) -> float:

@@ -55,7 +55,9 @@ def kinematic_beats(speed: np.ndarray, *, min_prominence: float = 0.0) -> np.nda
 
 
 def beat_alignment_score(kin_beats: np.ndarray, audio_beats: np.ndarray, sigma: float) -> float:
-    """BAS = mean over kinematic beats t_k of exp(−min_a (t_k − t_a)² / (2σ²)) (AIST++, Li et al. 2021).
+    """Beat Alignment Score (AIST++, Li et al. 2021), averaged over kinematic beats t_k:
+
+    BAS = mean_k exp(−min_a (t_k − t_a)² / (2σ²)).
 
     kin_beats, audio_beats: frame indices (or seconds, with sigma in the same unit). Returns a value
     in [0, 1]; 1 when every kinematic beat sits on an audio onset. NaN when either set is empty.
