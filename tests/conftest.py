@@ -28,6 +28,20 @@ def _no_network(monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run faster single-threaded on the 2-core CI box than oversubscribed."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -35,8 +49,7 @@ def rng():
 
 @pytest.fixture
 def ref_pose():
-    """A plausible one-frame 133-point skeleton on a non-square 48x64 (H x W) canvas... scaled up
-    to 480x640 so that pixel maths is meaningful."""
+    """A plausible one-frame 133-point skeleton on a non-square 480x640 (H x W) canvas."""
     from tests.helpers import make_reference_pose
 
     return make_reference_pose(height=480, width=640)

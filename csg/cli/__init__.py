@@ -113,8 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the CLI, turning errors into one line and an exit code."""
     from ..errors import CsgError
 
+    import warnings
+
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:  # third-party deprecation noise would break the one-line-error promise
+        warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
+        warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         rv = cli.main(args=args, prog_name="csg", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

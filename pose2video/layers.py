@@ -1,0 +1,205 @@
+"""The warp rig of one reference photo: a base layer and one layer per arm.
+
+Built once per photo from its skeleton:
+
+- **base layer**: the photo with the arms inpainted away, meshed over the torso, legs, face (all 68
+  points, so lips, jaw and eyelids deform), a ring around the head, the image border and background
+  points away from the person (fixed);
+- **arm layers**: the original pixels of each arm (upper arm, forearm, hand) with a soft alpha mask,
+  meshed with helper anchors along the bones and circles at the joints, drawn over the base.
+
+Every anchor has blend weights over the parts of :mod:`pose2video.rig` (linear blend skinning) and,
+for anchors that *are* keypoints, the keypoint index whose target position pins it. The alpha is 1
+wherever inpainting changed the base, so the composite of unmoved layers is exactly the photo.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from csg import keypoints as K
+
+from . import mesh
+from .masks import hand_region
+from .rig import PARTS, P, SIDES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Layer:
+    """One mesh layer. V anchors, M triangles."""
+
+    name: str
+    src: np.ndarray  # (V, 2) float64 anchor positions on the photo
+    weights: np.ndarray  # (V, len(PARTS)) blend weights, rows sum to 1
+    key: np.ndarray  # (V,) int keypoint pinning the anchor, -1 for none
+    tris: np.ndarray  # (M, 3) int32
+    order: np.ndarray  # (M,) draw order (z-order), first to last
+    image: np.ndarray  # (H, W, 3) uint8 source pixels, or (H, W, 4) with alpha for overlays
+
+
+class _Anchors:
+    """Accumulates anchors: positions, weights and pinning keypoints."""
+
+    def __init__(self) -> None:
+        self.pts: list[np.ndarray] = []
+        self.w: list[np.ndarray] = []
+        self.key: list[int] = []
+
+    def add(self, pts: np.ndarray, parts: dict[str, float] | np.ndarray,
+            key: int | np.ndarray = -1) -> None:
+        """``parts``: one {part: weight} for all points, or a (N, len(PARTS)) weight array."""
+        pts = np.atleast_2d(np.asarray(pts, np.float64))
+        if isinstance(parts, dict):
+            w = np.zeros(len(PARTS))
+            for name, v in parts.items():
+                w[P[name]] = v
+            parts = np.repeat(w[None], len(pts), 0)
+        self.pts.append(pts)
+        self.w.append(np.asarray(parts, np.float64))
+        self.key.extend(np.broadcast_to(np.asarray(key), (len(pts),)).tolist())
+
+    def arrays(self, min_dist: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pts, w, key = np.concatenate(self.pts), np.concatenate(self.w), np.asarray(self.key)
+        keep = mesh.dedupe(pts, min_dist)
+        return pts[keep], w[keep], key[keep]
+
+
+def circle(center: np.ndarray, radius: float, n: int, phase: float = 0.0) -> np.ndarray:
+    """(n, 2) points on a circle."""
+    t = phase + np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.asarray(center) + radius * np.stack([np.cos(t), np.sin(t)], -1)
+
+
+def _side_points(p0: np.ndarray, p1: np.ndarray, fracs: tuple[float, ...], off: float) -> np.ndarray:
+    d = p1 - p0
+    n = np.array([-d[1], d[0]]) / max(np.linalg.norm(d), 1e-6)
+    return np.concatenate([[p0 + f * d + sgn * off * n for f in fracs] for sgn in (-1, 1)])
+
+
+def arm_ok(ref_ok: np.ndarray, side: str) -> bool:
+    s_i, e_i, w_i = SIDES[side][:3]
+    return bool(ref_ok[[s_i, e_i, w_i]].all())
+
+
+def arm_anchors(ref: np.ndarray, ref_ok: np.ndarray, side: str, reach: float) -> _Anchors:
+    """Joint circles, bone-side helpers and the hand ring of one arm, ``reach`` px from the bones."""
+    s_i, e_i, w_i = SIDES[side][:3]
+    up, fore, hand = f"{side}_upper", f"{side}_fore", f"{side}_hand"
+    a = _Anchors()
+    a.add(ref[s_i], {up: 0.5, "torso": 0.5}, key=s_i)
+    a.add(ref[e_i], {up: 0.5, fore: 0.5}, key=e_i)
+    a.add(ref[w_i], {fore: 0.5, hand: 0.5}, key=w_i)
+    a.add(circle(ref[s_i], reach, 10), {up: 0.5, "torso": 0.5})
+    a.add(_side_points(ref[s_i], ref[e_i], (1 / 3, 2 / 3), reach), {up: 1.0})
+    a.add(*_joint_circle(ref[e_i], ref[s_i], ref[w_i], reach, up, fore))
+    a.add(_side_points(ref[e_i], ref[w_i], (1 / 3, 2 / 3), reach), {fore: 1.0})
+    c, rad = hand_region(ref, ref_ok, side)
+    a.add(*_joint_circle(ref[w_i], ref[e_i], c, reach, fore, hand))
+    a.add(circle(c, rad + reach, 12), {hand: 1.0})
+    return a
+
+
+def _joint_circle(joint: np.ndarray, before: np.ndarray, after: np.ndarray, reach: float,
+                  part_in: str, part_out: str, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Points around a joint, weighted by direction: towards ``after`` they follow ``part_out``,
+    towards ``before`` ``part_in``, sideways half each - so a bent elbow keeps its outer round."""
+    pts = circle(joint, reach, n)
+    d = (pts - joint) / reach
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / max(np.linalg.norm(v), 1e-6)
+    t = np.clip(0.5 + 0.5 * (d @ unit(after - joint) - d @ unit(before - joint)) / 2, 0, 1)
+    w = np.zeros((n, len(PARTS)))
+    w[:, P[part_out]], w[:, P[part_in]] = t, 1 - t
+    return pts, w
+
+
+def base_anchors(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],
+                 person_zone: np.ndarray) -> _Anchors:
+    """Torso, legs, face, head ring, border and background anchors of the base layer."""
+    h, w = size_hw
+    a = _Anchors()
+    inside = ref_ok & (ref[:, 0] > -0.1 * w) & (ref[:, 0] < 1.1 * w) & (ref[:, 1] > -0.1 * h) \
+        & (ref[:, 1] < 1.1 * h)
+    sh, hips = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER], [K.LEFT_HIP, K.RIGHT_HIP]
+    for j in sh + hips:
+        if inside[j]:
+            a.add(ref[j], {"torso": 1.0}, key=j)
+    if inside[sh].all():
+        sw = np.linalg.norm(ref[sh[0]] - ref[sh[1]])
+        if inside[hips].all():  # a grid inside the torso quad, bilinear in (u, v)
+            u, v = np.meshgrid([0.25, 0.5, 0.75], [0.25, 0.5, 0.75])
+            top = ref[sh[1]] + u.ravel()[:, None] * (ref[sh[0]] - ref[sh[1]])
+            bot = ref[hips[1]] + u.ravel()[:, None] * (ref[hips[0]] - ref[hips[1]])
+            a.add(top + v.ravel()[:, None] * (bot - top), {"torso": 1.0})
+        neck = ref[sh].mean(0)
+        a.add(neck, {"torso": 1.0})
+        down = np.array([0.0, 0.6 * sw])
+        a.add(np.stack([neck + down, ref[sh[0]] + down, ref[sh[1]] + down]), {"torso": 1.0})
+    for side, (_, _, _, _, h_i, k_i, an_i) in SIDES.items():
+        for i, j, part in ((h_i, k_i, f"{side}_thigh"), (k_i, an_i, f"{side}_shin")):
+            if inside[i] and inside[j]:
+                a.add(ref[j], {part: 1.0}, key=j)
+                off = 0.25 * np.linalg.norm(ref[j] - ref[i])
+                a.add(_side_points(ref[i], ref[j], (0.5,), off), {part: 1.0})
+    _head_anchors(a, ref, ref_ok)
+    step = max(h, w) / 12.0
+    ys, xs = np.arange(0, h + 1e-6, step), np.arange(0, w + 1e-6, step)
+    ys, xs = np.append(ys[ys < h - step / 2], h - 1), np.append(xs[xs < w - step / 2], w - 1)
+    border = np.concatenate([np.stack([xs, np.zeros_like(xs)], 1),
+                             np.stack([xs, np.full_like(xs, h - 1)], 1),
+                             np.stack([np.zeros_like(ys), ys], 1),
+                             np.stack([np.full_like(ys, w - 1), ys], 1)])
+    a.add(border, {"fixed": 1.0})
+    gx, gy = np.meshgrid(xs[1:-1], ys[1:-1])
+    grid = np.stack([gx.ravel(), gy.ravel()], 1)
+    free = ~person_zone[grid[:, 1].astype(int), grid[:, 0].astype(int)]
+    a.add(grid[free], {"fixed": 1.0})
+    return a
+
+
+def _head_anchors(a: _Anchors, ref: np.ndarray, ref_ok: np.ndarray) -> None:
+    face = np.arange(K.FACE.start, K.FACE.stop)
+    if ref_ok[face].sum() >= 40:
+        pts = ref[face][ref_ok[face]]
+        a.add(pts, {"head": 1.0}, key=face[ref_ok[face]])
+    else:
+        head = np.arange(K.NOSE, K.RIGHT_EAR + 1)
+        if ref_ok[head].sum() < 2:
+            return
+        pts = ref[head][ref_ok[head]]
+        a.add(pts, {"head": 1.0}, key=head[ref_ok[head]])
+    c = pts.mean(0)
+    half = np.maximum(pts.max(0) - pts.min(0), 4.0) / 2
+    t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    ring = c + np.stack([np.cos(t), np.sin(t)], -1) * half * 1.45
+    a.add(ring, {"head": 1.0})
+    ring2 = c + np.stack([np.cos(t), np.sin(t)], -1) * half * 2.1
+    lower = ring2[:, 1] > c[1]
+    a.add(ring2[~lower], {"head": 1.0})
+    a.add(ring2[lower], {"head": 0.5, "torso": 0.5})
+
+
+def person_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],
+                person: np.ndarray | None) -> np.ndarray:
+    """(H, W) bool: the person and a margin around it; background anchors stay outside."""
+    import cv2
+
+    z = np.zeros(size_hw, np.uint8)
+    ts = float(K.torso_size(ref)) if ref_ok[[K.LEFT_SHOULDER, K.RIGHT_SHOULDER]].all() else \
+        0.1 * max(size_hw)
+    thick = max(int(0.5 * ts), 3)
+    for i, j in K.BODY_EDGES:
+        if ref_ok[i] and ref_ok[j]:
+            cv2.line(z, tuple(np.round(ref[i]).astype(int)), tuple(np.round(ref[j]).astype(int)),
+                     1, thick)
+    for j in np.flatnonzero(ref_ok):
+        cv2.circle(z, tuple(np.round(ref[j]).astype(int)), thick // 2, 1, -1)
+    if person is not None:
+        z |= (person > 0.3).astype(np.uint8)
+    k = max(int(0.25 * ts), 3)
+    return cv2.dilate(z, np.ones((k, k), np.uint8)).astype(bool)

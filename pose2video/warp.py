@@ -1,0 +1,238 @@
+"""``warp``: the weight-free default renderer. The photo itself is bent into each target pose.
+
+Per reference photo (once): retarget the driving skeleton onto the photo's skeleton
+(:mod:`pose2video.align`), build a base layer (arms inpainted away) and one overlay per arm
+(:mod:`pose2video.layers`). Per frame: part transforms from the target pose (:mod:`pose2video.rig`),
+anchors moved by linear blend skinning or pinned to their keypoints, a dense backward map per layer
+(:mod:`pose2video.mesh`), ``cv2.remap``, alpha compositing, then the mouth interior
+(:mod:`pose2video.face`).
+
+It is deterministic (``generator`` is accepted and ignored) and runs on the CPU in real time. A
+frame whose pose equals the reference pose returns the photo unchanged (bit-exact).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from csg.pose import PoseSequence
+
+from . import mesh
+from .base import (CanvasMismatchError, ProgressBar, ProgressCallback, check_inputs,
+                   reference_pose_for, window_bounds)
+from .face import MouthStyle, mouth_style, paint_mouth
+from .layers import Layer, arm_anchors, arm_ok, base_anchors, person_zone
+from .masks import arm_free_base, arm_mask, arm_radius
+from .rig import P, blend_transforms, part_transforms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Options of the ``warp`` renderer (``configs/pose2video/warp.yaml``)."""
+
+    window: int = 16  # frames per yielded window (memory bound: window * H * W * 3 bytes)
+    align: bool = True  # retarget the driving skeleton onto the photo's proportions first
+    threshold: float = 0.3  # keypoints scoring below this count as missing
+    segment: bool = True  # refine arm masks with MediaPipe person segmentation
+    mouth: bool = True  # paint a mouth cavity and teeth when the lips part
+    mouth_ramp: float = 0.04  # mouth opening (gap / face height) over which the cavity fades in
+    feather: float = 0.25  # soft edge of the arm overlays, in arm radii
+    inpaint_size: int = 256  # the arm-free base is inpainted at this long side, then upsampled
+    map_stride: int = 2  # dense warp maps on a grid this much coarser, upsampled (1: exact)
+
+
+@dataclass
+class WarpRig:
+    """Everything precomputed for one photo."""
+
+    size_hw: tuple[int, int]
+    image: np.ndarray  # (H, W, 3) the photo, returned as is for the reference pose
+    ref: np.ndarray  # (133, 2) reference keypoints
+    ref_ok: np.ndarray  # (133,) bool
+    base: Layer
+    arms: list[Layer]
+    mouth: MouthStyle | None
+
+
+def _layer(name: str, anchors: Any, image: np.ndarray, min_dist: float,
+           priority: np.ndarray | None = None) -> Layer:
+    src, w, key = anchors.arrays(min_dist)
+    tris = mesh.triangulate(src)
+    if priority is None:
+        order = np.arange(len(tris))
+    else:
+        order = np.lexsort((np.arange(len(tris)), priority(src, w, tris)))
+    return Layer(name, src, w, key, tris, order.astype(np.int64), image)
+
+
+def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
+              person: np.ndarray | None = None) -> WarpRig:
+    """Precompute the layers for ``image`` (H, W, 3) uint8 and its skeleton ``ref_pose`` (T=1).
+
+    person: optional (H, W) person probability (see :mod:`pose2video.segment`).
+    """
+    import cv2
+
+    size_hw = image.shape[:2]
+    ref = ref_pose.xy[0].astype(np.float64)
+    ref_ok = ref_pose.scores[0] >= config.threshold
+    sides = [s for s in ("r", "l") if arm_ok(ref_ok, s)]
+    r = arm_radius(ref) if sides else 4.0
+    feather = max(config.feather * r, 1.0)
+    arms, union = [], np.zeros(size_hw, bool)
+    for side in sides:
+        m = arm_mask(image, ref, ref_ok, side, person)
+        # the alpha fades *inside* the mask, so no background travels with the arm
+        inner = cv2.erode(m.astype(np.uint8), np.ones((int(feather) + 1,) * 2, np.uint8))
+        alpha = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), feather / 2) * m
+        rgba = np.dstack([image, np.round(alpha * 255).astype(np.uint8)])
+        reach = 2.2 * r + feather + 3
+        arms.append(_layer(f"{side}_arm", arm_anchors(ref, ref_ok, side, reach), rgba, 1.0,
+                           priority=_coverage(alpha)))
+        union |= m
+    grow = max(int(round(0.25 * r)), 1)
+    union = cv2.dilate(union.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0
+    base_img = arm_free_base(image, union, ref, ref_ok, person, config.inpaint_size)
+    zone = person_zone(ref, ref_ok, size_hw, person)
+    base = _layer("base", base_anchors(ref, ref_ok, size_hw, zone), base_img, 0.75,
+                  priority=_depth)
+    style = mouth_style(image, ref, ref_ok) if config.mouth else None
+    return WarpRig(size_hw, image, ref, ref_ok, base, arms, style)
+
+
+def _depth(src: np.ndarray, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Base z-order per triangle: background 0, body 1, head 2 (the highest vertex class wins)."""
+    cls = np.where(w[:, P["head"]] > 0, 2, np.where(w[:, P["fixed"]] >= 1, 0, 1))
+    return cls[tris].max(1)
+
+
+def _coverage(alpha: np.ndarray):
+    """Arm z-order per triangle: the mean alpha it covers on the photo (arm pixels drawn last)."""
+    def priority(src: np.ndarray, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
+        box = (0, alpha.shape[0], 0, alpha.shape[1])
+        idx = mesh.rasterize(src, tris, np.arange(len(tris)), box)
+        sel = idx >= 0
+        tot = np.bincount(idx[sel], weights=alpha[sel], minlength=len(tris))
+        cnt = np.bincount(idx[sel], minlength=len(tris))
+        return tot / np.maximum(cnt, 1)
+    return priority
+
+
+def _targets(layer: Layer, transforms: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray,
+             ) -> np.ndarray:
+    dst = mesh.apply_affines(blend_transforms(layer.weights, transforms), layer.src)
+    pin = layer.key >= 0
+    pin[pin] = tgt_ok[layer.key[pin]]
+    dst[pin] = tgt[layer.key[pin]]
+    return dst
+
+
+def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
+               mouth_ramp: float = 0.04, stride: int = 2) -> np.ndarray:
+    """One frame (H, W, 3) uint8 for target keypoints (133, 3) on the photo's canvas.
+
+    stride: the dense maps are computed on a grid this much coarser (see mesh.warp_map).
+    """
+    import cv2
+
+    tgt = target[:, :2].astype(np.float64)
+    tgt_ok = target[:, 2] >= threshold
+    transforms = part_transforms(rig.ref, rig.ref_ok, tgt, tgt_ok)
+    base = rig.base
+    dst = _targets(base, transforms, tgt, tgt_ok)
+    arm_dst = [_targets(arm, transforms, tgt, tgt_ok) for arm in rig.arms]
+    moved = mesh.moved_triangles(base.src, dst, base.tris)
+    still = not moved.any() and all(not np.abs(d - a.src).max() > 1e-3
+                                    for d, a in zip(arm_dst, rig.arms))
+    if still:  # the identity path: the photo itself, bit for bit
+        out = rig.image.copy()
+    else:
+        order = base.order[moved[base.order]]
+        out = base.image.copy()
+        box = mesh.bounding_box(dst[base.tris[order]].reshape(-1, 2), rig.size_hw)
+        if box is not None:
+            mx, my, _ = mesh.warp_map(base.src, dst, base.tris, order, box, stride)
+            out[box[0]:box[1], box[2]:box[3]] = cv2.remap(base.image, mx, my, cv2.INTER_LINEAR,
+                                                          borderMode=cv2.BORDER_REPLICATE)
+        for arm, d in zip(rig.arms, arm_dst):
+            _composite(out, arm, d, rig.size_hw)
+    if rig.mouth is not None:
+        paint_mouth(out, tgt, tgt_ok, rig.mouth, ramp=mouth_ramp)
+    return out
+
+
+def _composite(out: np.ndarray, layer: Layer, dst: np.ndarray, size_hw: tuple[int, int]) -> None:
+    """Draw an RGBA overlay layer warped to ``dst`` over ``out`` in place.
+
+    Full-resolution map (stride 1): arms fold over themselves at the elbow, and a coarse map would
+    smear the fold edge.
+    """
+    import cv2
+
+    box = mesh.bounding_box(dst, size_hw)
+    if box is None:
+        return
+    mx, my, cover = mesh.warp_map(layer.src, dst, layer.tris, layer.order, box, 1)
+    rgba = cv2.remap(layer.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=(0, 0, 0, 0))
+    a = (rgba[..., 3:].astype(np.float32) / 255.0) * cover[..., None]
+    y0, y1, x0, x1 = box
+    crop = out[y0:y1, x0:x1].astype(np.float32)
+    blended = crop * (1.0 - a) + rgba[..., :3].astype(np.float32) * a
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+class WarpRenderer:
+    """The ``warp`` renderer; see the module doc. Build with ``get_renderer("warp", **options)``."""
+
+    name = "warp"
+    needs = "nothing"
+
+    def __init__(self, config: WarpConfig | None = None) -> None:
+        self.config = config or WarpConfig()
+
+    def driving_poses(self, poses: PoseSequence, ref_pose: PoseSequence) -> PoseSequence:
+        """The skeletons actually rendered: ``poses`` retargeted onto ``ref_pose`` if ``align``."""
+        if not self.config.align:
+            return poses
+        from .align import retarget
+
+        return retarget(poses, ref_pose, threshold=self.config.threshold)
+
+    def prepare(self, ref_image: np.ndarray, ref_pose: PoseSequence) -> WarpRig:
+        """Precompute the rig for a photo (segmentation, inpainting, meshes)."""
+        person = None
+        if self.config.segment:
+            from .segment import person_mask
+
+            person = person_mask(ref_image)
+        return build_rig(ref_image, ref_pose, self.config, person)
+
+    def render(self, ref_image: np.ndarray, poses: PoseSequence, *,
+               ref_pose: PoseSequence | None = None, audio: np.ndarray | None = None,
+               generator: Any = None, callback: ProgressCallback | None = None,
+               progress: bool = True) -> Iterator[np.ndarray]:
+        """Yield (n, H, W, 3) uint8 windows of at most ``config.window`` frames (see base)."""
+        check_inputs(ref_image, poses, ref_pose)
+        ref_pose = reference_pose_for(ref_image, ref_pose)
+        if (ref_pose.height, ref_pose.width) != ref_image.shape[:2]:
+            raise CanvasMismatchError(f"reference pose: canvas {ref_pose.width}x{ref_pose.height} "
+                                      f"differs from the photo {ref_image.shape[1]}x"
+                                      f"{ref_image.shape[0]}")
+        drive = self.driving_poses(poses, ref_pose)
+        rig = self.prepare(ref_image, ref_pose)
+        cfg = self.config
+        with ProgressBar(len(poses), progress, "warp") as bar:
+            for a, b in window_bounds(len(poses), cfg.window):
+                frames = np.stack([warp_frame(rig, drive.keypoints[t], cfg.threshold,
+                                              cfg.mouth_ramp, cfg.map_stride)
+                                   for t in range(a, b)])
+                bar.update(b - a)
+                if callback is not None:
+                    callback(b, len(poses))
+                yield frames

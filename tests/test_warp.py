@@ -1,0 +1,176 @@
+"""The warp renderer: identity, retargeting maths, mouth, hands, CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from csg import keypoints as K
+from csg.pose import PoseSequence
+from pose2video import align
+from pose2video.warp import WarpConfig, WarpRenderer, build_rig, warp_frame
+from tests.helpers import make_moving_pose, make_reference_keypoints, make_reference_pose
+
+H, W = 48 * 5, 64 * 5  # non-square, big enough for a face of ~10 px
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def _textured(h=H, w=W, seed=0) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // 6, w // 6, 3)).astype(np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.fixture(scope="module")
+def real_photo():
+    """A real photo, downsized, with its MediaPipe skeleton."""
+    import cv2
+    from pathlib import Path
+
+    from csg.extract import extract_pose
+    from csg.image import load_image
+
+    for folder in ("examples/images", "/work/shared/data/images"):
+        p = Path(folder) / "moore_anyone-3.png"
+        if p.is_file():
+            break
+    img = load_image(p)
+    img = cv2.resize(img, (img.shape[1] // 3, img.shape[0] // 3), interpolation=cv2.INTER_AREA)
+    return img, extract_pose(img)
+
+
+def test_identity_reproduces_the_real_photo(real_photo):
+    img, ref = real_photo
+    poses = ref.replace(keypoints=np.repeat(ref.keypoints, 3, 0))
+    out = np.concatenate(list(WarpRenderer(WarpConfig(segment=True)).render(
+        img, poses, ref_pose=ref, progress=False)))
+    assert out.shape == (3, *img.shape)
+    assert min(psnr(f, img) for f in out) >= 35.0
+    # a small nudge of the head still stays close, but is not the identity
+    nudged = ref.keypoints.copy()
+    nudged[0, K.FACE, 0] += 1.5
+    moved = WarpRenderer(WarpConfig()).render(img, ref.replace(keypoints=nudged), ref_pose=ref,
+                                              progress=False)
+    frame = next(iter(moved))[0]
+    assert 25.0 < psnr(frame, img) < float("inf")  # arms now sit on the inpainted base
+
+
+def test_retarget_identity_and_invariance():
+    ref = make_reference_pose(H, W)
+    same = ref.replace(keypoints=np.repeat(ref.keypoints, 4, 0))
+    np.testing.assert_allclose(align.retarget(same, ref).keypoints, same.keypoints, atol=1e-4)
+    drive = make_moving_pose(8, H, W)
+    base = align.retarget(drive, ref)
+    # the same motion, scaled and shifted onto another canvas, lands on the same skeleton
+    moved = drive.keypoints.copy()
+    moved[..., :2] = moved[..., :2] * 1.7 + np.array([40.0, -15.0])
+    other = PoseSequence(moved, fps=drive.fps, width=900, height=700)
+    out = align.retarget(other, ref)
+    assert (out.width, out.height) == (W, H)
+    np.testing.assert_allclose(out.keypoints, base.keypoints, atol=1e-3)
+
+
+def test_retarget_keeps_reference_bone_lengths():
+    ref = make_reference_pose(H, W)
+    drv = ref.keypoints.copy()
+    sh = drv[0, K.RIGHT_SHOULDER, :2]
+    drv[0, [K.RIGHT_ELBOW, K.RIGHT_WRIST], :2] = sh + (drv[0, [K.RIGHT_ELBOW, K.RIGHT_WRIST], :2]
+                                                      - sh) * 1.5  # a longer arm
+    out = align.retarget(ref.replace(keypoints=drv), ref).xy[0]
+    ref_len = np.linalg.norm(ref.xy[0, K.RIGHT_ELBOW] - ref.xy[0, K.RIGHT_SHOULDER])
+    got = np.linalg.norm(out[K.RIGHT_ELBOW] - out[K.RIGHT_SHOULDER])
+    assert got == pytest.approx(ref_len, rel=1e-4)
+
+
+def test_similarity_and_bone_transform_known_answers():
+    src = np.array([[0.0, 0], [1, 0], [0, 1]])
+    a, b = align.fit_similarity(src, src * 2 + [3, 4])
+    assert a == pytest.approx(2.0) and b == pytest.approx(3 + 4j)
+    m = align.bone_transform(np.array([0.0, 0]), np.array([10.0, 0]), np.array([5.0, 5]),
+                             np.array([5.0, 25]), across=1.0)
+    # the bone end lands on the target end; a point beside the bone keeps its distance
+    np.testing.assert_allclose(m[:, :2] @ [10.0, 0] + m[:, 2], [5, 25], atol=1e-9)
+    np.testing.assert_allclose(m[:, :2] @ [0.0, 3] + m[:, 2], [2, 5], atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def toy_rig():
+    img = _textured()
+    ref = make_reference_pose(H, W)
+    return img, ref, build_rig(img, ref, WarpConfig(segment=False))
+
+
+def test_toy_identity_is_bit_exact(toy_rig):
+    img, ref, rig = toy_rig
+    np.testing.assert_array_equal(warp_frame(rig, ref.keypoints[0]), img)
+
+
+def test_open_mouth_darkens_the_mouth(toy_rig):
+    img, ref, rig = toy_rig
+    kp = ref.keypoints[0].copy()
+    fh = float(K.face_height(kp[None, :, :2])[0])
+    kp[K.INNER_LIPS.start + 5:K.INNER_LIPS.stop, 1] += 0.25 * fh  # lower inner lip drops
+    kp[K.INNER_LIPS.start + 4, 1] += 0.0
+    out = warp_frame(rig, kp)
+    lo = kp[K.INNER_LIPS, :2]
+    x0, x1 = int(lo[:, 0].min()) + 1, int(lo[:, 0].max())
+    y0 = int(kp[K.UPPER_INNER_LIP, 1]) + 1
+    y1 = int(kp[K.LOWER_INNER_LIP, 1])
+    region = (slice(y0 + (y1 - y0) // 2, y1), slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4))
+    assert out[region].mean() < img[region].mean() - 25
+    assert out[region].mean() < 90
+
+
+def test_raised_hand_moves_pixels_at_the_hand(toy_rig):
+    img, ref, rig = toy_rig
+    kp = ref.keypoints[0].copy()
+    lift = np.array([0.0, -0.12 * H])
+    kp[K.RIGHT_WRIST, :2] += lift
+    kp[K.RIGHT_HAND, :2] += lift
+    out = warp_frame(rig, kp)
+    new = kp[K.RIGHT_HAND, :2].mean(0).astype(int)
+    old = ref.xy[0, K.RIGHT_HAND].mean(0).astype(int)
+    r = 4
+    win = lambda im, c: im[c[1] - r:c[1] + r, c[0] - r:c[0] + r].astype(int)  # noqa: E731
+    # the hand's pixels are now at the new place, and the old place changed
+    assert np.abs(win(out, new) - win(img, old)).mean() < np.abs(win(img, new) - win(img, old)).mean()
+    assert np.abs(win(out, old) - win(img, old)).mean() > 10
+    far = (slice(0, 20), slice(0, 20))
+    np.testing.assert_array_equal(out[far], img[far])  # the background corner is untouched
+
+
+def test_render_cli_writes_video(tmp_path):
+    from csg.cli import main
+    from csg.image import save_image
+    from csg.video import probe_video
+
+    img = _textured(96, 128)
+    save_image(tmp_path / "ref.png", img)
+    make_reference_pose(96, 128).save(tmp_path / "ref.json")
+    make_moving_pose(6, 96, 128, fps=12.0).save(tmp_path / "pose.json")
+    out = tmp_path / "out.mp4"
+    args = ["render", "--ref", str(tmp_path / "ref.png"), "--pose", str(tmp_path / "pose.json"),
+            "--ref-pose", str(tmp_path / "ref.json"), "-o", str(out), "--quiet"]
+    assert main(args) == 0
+    info = probe_video(out)
+    assert info["num_frames"] == 6 and float(info["fps"]) == pytest.approx(12.0)
+    assert main(args) != 0  # exists, no --overwrite
+    bad = make_moving_pose(2, 50, 128)
+    bad.save(tmp_path / "bad.json")
+    assert main(["render", "--ref", str(tmp_path / "ref.png"), "--pose", str(tmp_path / "bad.json"),
+                 "--ref-pose", str(tmp_path / "ref.json"), "-o", str(tmp_path / "b.mp4")]) == 2
+    assert main(["render", "--ref", str(tmp_path / "ref.png"), "--pose", str(tmp_path / "pose.json"),
+                 "-o", str(tmp_path / "c.mp4"), "--renderer", "nope"]) == 1
+
+
+def test_renderers_command_lists_needs(capsys):
+    from csg.cli import main
+
+    assert main(["renderers"]) == 0
+    text = capsys.readouterr().out
+    assert "warp" in text and "diffusers" in text and "needs: nothing" in text
