@@ -5,12 +5,14 @@ Built once per photo from its skeleton:
 - **base layer**: the photo with the arms inpainted away, meshed over the torso, legs, face (all 68
   points, so lips, jaw and eyelids deform), a ring around the head, the image border and background
   points away from the person (fixed);
-- **arm layers**: the original pixels of each arm (upper arm, forearm, hand) with a soft alpha mask,
-  meshed with helper anchors along the bones and circles at the joints, drawn over the base.
+- **arm layers**: two per arm, the original pixels of the upper arm and of the forearm + hand,
+  each with a soft alpha mask (the two overlap and cross-fade at the elbow), meshed with helper
+  anchors along the bones and circles at the joints, drawn over the base, forearm last.
 
 Every anchor has blend weights over the parts of :mod:`pose2video.rig` (linear blend skinning) and,
-for anchors that *are* keypoints, the keypoint index whose target position pins it. The alpha is 1
-wherever inpainting changed the base, so the composite of unmoved layers is exactly the photo.
+for anchors that *are* keypoints, the keypoint index whose target position pins it. The base is
+inpainted under the arm masks (and a small margin); where an arm's alpha is 1 the composite of
+unmoved layers is exactly the photo, at the feathered edges a blend of photo and fill.
 """
 from __future__ import annotations
 
@@ -85,17 +87,30 @@ def arm_ok(ref_ok: np.ndarray, side: str) -> bool:
     return bool(ref_ok[[s_i, e_i, w_i]].all())
 
 
-def arm_anchors(ref: np.ndarray, ref_ok: np.ndarray, side: str, reach: float) -> _Anchors:
-    """Joint circles, bone-side helpers and the hand ring of one arm, ``reach`` px from the bones."""
-    s_i, e_i, w_i = SIDES[side][:3]
-    up, fore, hand = f"{side}_upper", f"{side}_fore", f"{side}_hand"
+def upper_arm_anchors(ref: np.ndarray, side: str, reach: float) -> _Anchors:
+    """Anchors of an upper-arm layer: the shoulder (blended with the torso), helpers along the
+    bone and a circle round the elbow, ``reach`` px from the bone. It moves with the upper arm
+    alone past the shoulder, so it never folds at the elbow."""
+    s_i, e_i = SIDES[side][:2]
+    up = f"{side}_upper"
     a = _Anchors()
     a.add(ref[s_i], {up: 0.5, "torso": 0.5}, key=s_i)
-    a.add(ref[e_i], {up: 0.5, fore: 0.5}, key=e_i)
-    a.add(ref[w_i], {fore: 0.5, hand: 0.5}, key=w_i)
+    a.add(ref[e_i], {up: 1.0}, key=e_i)
     a.add(circle(ref[s_i], reach, 10), {up: 0.5, "torso": 0.5})
     a.add(_side_points(ref[s_i], ref[e_i], (1 / 3, 2 / 3), reach), {up: 1.0})
-    a.add(*_joint_circle(ref[e_i], ref[s_i], ref[w_i], reach, up, fore))
+    a.add(circle(ref[e_i], reach, 10), {up: 1.0})
+    return a
+
+
+def forearm_anchors(ref: np.ndarray, ref_ok: np.ndarray, side: str, reach: float) -> _Anchors:
+    """Anchors of a forearm + hand layer: a circle round the elbow, helpers along the forearm, the
+    wrist circle (blended towards the hand by direction) and the hand ring."""
+    _, e_i, w_i = SIDES[side][:3]
+    fore, hand = f"{side}_fore", f"{side}_hand"
+    a = _Anchors()
+    a.add(ref[e_i], {fore: 1.0}, key=e_i)
+    a.add(ref[w_i], {fore: 0.5, hand: 0.5}, key=w_i)
+    a.add(circle(ref[e_i], reach, 10), {fore: 1.0})
     a.add(_side_points(ref[e_i], ref[w_i], (1 / 3, 2 / 3), reach), {fore: 1.0})
     c, rad = hand_region(ref, ref_ok, side)
     a.add(*_joint_circle(ref[w_i], ref[e_i], c, reach, fore, hand))

@@ -106,6 +106,9 @@ def arm_mask(image: np.ndarray | None, ref: np.ndarray, ref_ok: np.ndarray, side
     gc[cv2.dilate(wide.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0] = cv2.GC_PR_BGD
     gc[wide] = cv2.GC_PR_FGD
     gc[_torso_core(ref, ref_ok, size_hw) & wide] = cv2.GC_BGD
+    # the clothes on the torso next to the arm teach GrabCut what is not arm
+    near = capsules(ref, ref_ok, side, size_hw, 1.2 * r, 0.5 * r, cut=False)
+    gc[_body_zone(ref, ref_ok, size_hw, 1.0) & ~near] = cv2.GC_BGD
     if person is not None:
         gc[person < 0.2] = cv2.GC_BGD
     gc[core] = cv2.GC_FGD
@@ -129,7 +132,60 @@ def arm_mask(image: np.ndarray | None, ref: np.ndarray, ref_ok: np.ndarray, side
     out = np.zeros(size_hw, np.uint8)
     out[y0:y1, x0:x1] = ((m == cv2.GC_FGD) | (m == cv2.GC_PR_FGD)).astype(np.uint8)
     out = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    return _connected_to(out.astype(bool), core)
+    # an arm is no wider than its bones' tight capsules: drop cloth, hair and legs GrabCut took
+    out &= capsules(ref, ref_ok, side, size_hw, 1.45 * r, 0.5 * r, cut=False).astype(np.uint8)
+    if person is not None:
+        out &= (person > 0.3).astype(np.uint8)
+    return _connected_to(smooth_mask(out.astype(bool), 0.15 * r), core)
+
+
+def smooth_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) bool ``mask`` with its contour smoothed (blurred, re-thresholded): no stair steps."""
+    import cv2
+
+    if sigma < 0.5:
+        return mask
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma) > 0.5
+
+
+def soft_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
+    """(H, W) float32 alpha in [0, 1]: 0 outside ``mask``, rising to 1 ``feather`` px inside.
+
+    The ramp follows the Euclidean distance to the contour (smoothstep), so edges are
+    anti-aliased and no background outside the mask travels with a layer.
+    """
+    import cv2
+
+    d = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    t = np.clip((d - 0.5) / max(feather, 1.0), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def _segment_distance(xx: np.ndarray, yy: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = b - a
+    t = np.clip(((xx - a[0]) * d[0] + (yy - a[1]) * d[1]) / max(float(d @ d), 1e-9), 0.0, 1.0)
+    return np.hypot(xx - a[0] - t * d[0], yy - a[1] - t * d[1])
+
+
+def elbow_split(ref: np.ndarray, side: str, size_hw: tuple[int, int], r: float,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 weights (upper, fore) splitting one arm at its elbow, with an overlap.
+
+    The coordinate is distance to the upper-arm bone minus distance to the forearm bone (< 0 on
+    the upper-arm side). The forearm weight rises over [-0.7 r, 0.1 r]; the upper-arm weight falls
+    over [0.3 r, 1.3 r], after the forearm's is full, so a straight arm composites (forearm over
+    upper arm) to exactly its own pixels, and a bent one cross-fades the two bones' warps.
+    """
+    s_i, e_i, w_i = SIDES[side][:3]
+    h, w = size_hw
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = _segment_distance(xx, yy, ref[s_i], ref[e_i]) - _segment_distance(xx, yy, ref[e_i],
+                                                                        ref[w_i])
+
+    def step(x: np.ndarray, a: float, b: float) -> np.ndarray:
+        t = np.clip((x - a) / (b - a), 0.0, 1.0)
+        return t * t * (3.0 - 2.0 * t)
+    return (1.0 - step(d, 0.3 * r, 1.3 * r)).astype(np.float32), step(d, -0.7 * r, 0.1 * r)
 
 
 def _shoulder_zone(ref: np.ndarray, side: str, r: float, size_hw: tuple[int, int]) -> np.ndarray:
@@ -155,10 +211,14 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
                   person: np.ndarray | None, long_side: int = 256) -> np.ndarray:
     """The photo with the ``arms`` pixels (H, W) bool filled by what is probably behind them.
 
-    Behind an arm is the torso or a leg (inside their skeleton polygons) or the background. With a
-    person mask the background is first rebuilt without the person (a clean plate), so a hand that
-    lifts off the hip uncovers wall, not smeared clothes; the rest is Telea inpainting. Filling
-    runs at ``long_side`` pixels and is upsampled; pixels outside ``arms`` are exact.
+    Behind an arm is the body or the background. With a person mask, the silhouette without the
+    arms is continued across them (the person probability itself is inpainted), and each arm
+    pixel is filled from its own side: body pixels from body pixels only (Telea with everything
+    else unknown), background pixels from a clean plate (the photo with the whole person
+    inpainted), cross-faded at the continued silhouette. So a hand lifting off the shorts uncovers
+    denim, not wall, and an arm beside the waist uncovers wall, not smeared clothes. Without a
+    mask, the skeleton's torso and leg polygons decide. Filling runs at ``long_side`` pixels and is
+    upsampled; pixels outside ``arms`` are exact.
     """
     import cv2
 
@@ -173,40 +233,54 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
         ms = cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         return cv2.dilate(ms, np.ones((3, 3), np.uint8))
 
-    body = _body_zone(ref, ref_ok, (h, w))
-    if person is not None:  # arm pixels with body around them (a hand on the hip) hide body
-        k = max(int(4 * arm_radius(ref)) | 1, 3)
-        rest = ((person > 0.5) & ~arms).astype(np.uint8)
-        body |= cv2.morphologyEx(rest, cv2.MORPH_CLOSE,
-                                 cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
-    body &= arms
-    filled = small
-    if person is not None:
+    hole = shrink(arms)
+    if person is None:
+        filled = cv2.inpaint(small, hole, 5, cv2.INPAINT_TELEA)
+        up = cv2.resize(cv2.GaussianBlur(filled, (0, 0), 1.0), (w, h),
+                        interpolation=cv2.INTER_LINEAR)
+    else:
+        # narrow holes: Telea from both sides, the body side dominated by the body's colours
+        body_fill = cv2.inpaint(small, hole, 5, cv2.INPAINT_TELEA)
         plate = cv2.inpaint(small, shrink(person > 0.3), 5, cv2.INPAINT_TELEA)
-        filled = np.where(shrink(arms & ~body)[..., None] > 0, plate, small)
-    filled = cv2.inpaint(filled, shrink(body if person is not None else arms), 5,
-                         cv2.INPAINT_TELEA)
-    filled = cv2.GaussianBlur(filled, (0, 0), 1.0)
-    up = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+
+        def upsample(x: np.ndarray) -> np.ndarray:
+            x = cv2.GaussianBlur(x, (0, 0), 1.0)
+            return cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        t = behind_body(arms, person, ref, ref_ok)[..., None]
+        up = np.round(upsample(plate) * (1 - t) + upsample(body_fill) * t).astype(np.uint8)
     out = image.copy()
     out[arms] = up[arms]
     return out
 
 
-def _body_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: the torso quad (slightly grown) and leg capsules - what an arm may hide."""
+def behind_body(arms: np.ndarray, person: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray,
+                ) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: how surely the body (not the background) lies behind ``arms``.
+
+    The silhouette without the arms is continued across them by nearest label: an arm pixel
+    closer to visible body than to visible background hides body (the torso core always does).
+    The decision is feathered over a couple of pixels.
+    """
+    import cv2
+
+    body = (person > 0.5) & ~arms
+    wall = (person <= 0.5) & ~arms
+    to_body = cv2.distanceTransform((~body).astype(np.uint8), cv2.DIST_L2, 3)
+    to_wall = cv2.distanceTransform((~wall).astype(np.uint8), cv2.DIST_L2, 3)
+    t = np.clip(0.5 + (to_wall - to_body) / 4.0, 0.0, 1.0)
+    t[_body_zone(ref, ref_ok, arms.shape, 0.9)] = 1.0
+    return t.astype(np.float32)
+
+
+def _body_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],
+               grow: float = 0.9) -> np.ndarray:
+    """(H, W) bool: the torso quad (scaled by ``grow`` about its centre) - what an arm surely
+    hides."""
     import cv2
 
     m = np.zeros(size_hw, np.uint8)
     quad = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER, K.RIGHT_HIP, K.LEFT_HIP]
     if ref_ok[quad].all():
         c = ref[quad].mean(0)
-        cv2.fillConvexPoly(m, np.round(c + 1.08 * (ref[quad] - c)).astype(np.int32), 1)
-        for j in quad[:2]:  # the shoulder caps: skin, straps and hair, not background
-            cv2.circle(m, tuple(int(v) for v in np.round(ref[j])), int(2 * arm_radius(ref)), 1, -1)
-        r = int(0.2 * np.linalg.norm(ref[K.LEFT_HIP] - ref[K.RIGHT_HIP])) + 1
-        for a, b in ((K.LEFT_HIP, K.LEFT_KNEE), (K.RIGHT_HIP, K.RIGHT_KNEE)):
-            if ref_ok[[a, b]].all():
-                cv2.line(m, tuple(int(v) for v in np.round(ref[a])),
-                         tuple(int(v) for v in np.round(ref[b])), 1, 2 * r)
+        cv2.fillConvexPoly(m, np.round(c + grow * (ref[quad] - c)).astype(np.int32), 1)
     return m.astype(bool)

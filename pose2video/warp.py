@@ -1,11 +1,11 @@
 """``warp``: the weight-free default renderer. The photo itself is bent into each target pose.
 
 Per reference photo (once): retarget the driving skeleton onto the photo's skeleton
-(:mod:`pose2video.align`), build a base layer (arms inpainted away) and one overlay per arm
-(:mod:`pose2video.layers`). Per frame: part transforms from the target pose (:mod:`pose2video.rig`),
-anchors moved by linear blend skinning or pinned to their keypoints, a dense backward map per layer
-(:mod:`pose2video.mesh`), ``cv2.remap``, alpha compositing, then the mouth interior
-(:mod:`pose2video.face`).
+(:mod:`pose2video.align`), build a base layer (arms inpainted away) and two overlays per arm, upper
+arm and forearm + hand, cross-faded at the elbow (:mod:`pose2video.layers`). Per frame: part
+transforms from the target pose (:mod:`pose2video.rig`), anchors moved by linear blend skinning
+or pinned to their keypoints, a dense backward map per layer (:mod:`pose2video.mesh`),
+``cv2.remap``, alpha compositing, then the mouth interior (:mod:`pose2video.face`).
 
 It is deterministic (``generator`` is accepted and ignored) and runs on the CPU in real time. A
 frame whose pose equals the reference pose returns the photo unchanged (bit-exact).
@@ -24,8 +24,9 @@ from . import mesh
 from .base import (CanvasMismatchError, ProgressBar, ProgressCallback, check_inputs,
                    reference_pose_for, window_bounds)
 from .face import MouthStyle, mouth_style, paint_mouth
-from .layers import Layer, arm_anchors, arm_ok, base_anchors, person_zone
-from .masks import arm_free_base, arm_mask, arm_radius
+from .layers import (Layer, arm_ok, base_anchors, forearm_anchors, person_zone,
+                     upper_arm_anchors)
+from .masks import arm_free_base, arm_mask, arm_radius, elbow_split, soft_alpha
 from .rig import P, blend_transforms, part_transforms
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,14 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
     arms, union = [], np.zeros(size_hw, bool)
     for side in sides:
         m = arm_mask(image, ref, ref_ok, side, person)
-        # the alpha fades *inside* the mask, so no background travels with the arm
-        inner = cv2.erode(m.astype(np.uint8), np.ones((int(feather) + 1,) * 2, np.uint8))
-        alpha = cv2.GaussianBlur(inner.astype(np.float32), (0, 0), feather / 2) * m
-        rgba = np.dstack([image, np.round(alpha * 255).astype(np.uint8)])
+        alpha = soft_alpha(m, feather)  # fades inside the mask: no background travels along
+        w_up, w_fore = elbow_split(ref, side, size_hw, r)
         reach = 2.2 * r + feather + 3
-        arms.append(_layer(f"{side}_arm", arm_anchors(ref, ref_ok, side, reach), rgba, 1.0,
-                           priority=_coverage(alpha)))
+        parts = ((f"{side}_upper", alpha * w_up, upper_arm_anchors(ref, side, reach)),
+                 (f"{side}_fore", alpha * w_fore, forearm_anchors(ref, ref_ok, side, reach)))
+        for name, a, anchors in parts:  # the forearm is drawn over the upper arm
+            rgba = np.dstack([image, np.round(a * 255).astype(np.uint8)])
+            arms.append(_layer(name, anchors, rgba, 1.0, priority=_coverage(a)))
         union |= m
     grow = max(int(round(0.25 * r)), 1)
     union = cv2.dilate(union.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0

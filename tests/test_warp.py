@@ -174,3 +174,70 @@ def test_renderers_command_lists_needs(capsys):
     assert main(["renderers"]) == 0
     text = capsys.readouterr().out
     assert "warp" in text and "diffusers" in text and "needs: nothing" in text
+
+
+def test_elbow_split_overlaps_so_a_straight_arm_is_whole():
+    from pose2video.masks import elbow_split
+
+    ref = make_reference_keypoints(H, W)[:, :2].astype(np.float64)
+    up, fore = elbow_split(ref, "r", (H, W), 6.0)
+    assert up.shape == fore.shape == (H, W)
+    # wherever the forearm layer is not opaque the upper-arm layer is: no base shows through
+    assert np.all(up[fore < 1.0] == 1.0)
+    s, e, w = (np.round(ref[j]).astype(int) for j in (K.RIGHT_SHOULDER, K.RIGHT_ELBOW,
+                                                       K.RIGHT_WRIST))
+    assert up[s[1], s[0]] == 1.0 and fore[s[1], s[0]] == 0.0
+    assert up[w[1], w[0]] == 0.0 and fore[w[1], w[0]] == 1.0
+    assert 0.0 < fore[e[1], e[0]] < 1.0  # the two cross-fade at the elbow
+
+
+def test_soft_alpha_is_feathered_inside_the_mask():
+    from pose2video.masks import soft_alpha
+
+    m = np.zeros((40, 60), bool)
+    m[10:30, 10:50] = True
+    a = soft_alpha(m, 4.0)
+    assert a[~m].max() == 0.0 and a[20, 30] == 1.0
+    assert 0.0 < a[10, 30] < a[12, 30] < a[15, 30] == 1.0  # a ramp, not a step
+
+
+def test_uncovered_area_behind_an_arm_takes_the_side_it_belongs_to():
+    from pose2video.masks import behind_body
+
+    person = np.zeros((40, 60), np.float32)
+    person[:, :30] = 1.0  # body on the left, wall on the right
+    arm = np.zeros((40, 60), bool)
+    arm[:, 22:38] = True  # an arm across the silhouette edge
+    person[arm] = 1.0
+    ref = np.zeros((133, 2))
+    t = behind_body(arm, person, ref, np.zeros(133, bool))
+    assert t[20, 23] == 1.0 and t[20, 37] == 0.0  # body side -> body, wall side -> wall
+
+
+def test_folded_elbow_keeps_the_forearm_whole(toy_rig):
+    img, ref, rig = toy_rig
+    kp = ref.keypoints[0].copy()
+    s, e, w = (kp[j, :2].copy() for j in (K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST))
+    fore = np.linalg.norm(w - e)
+    up = (s - e) / np.linalg.norm(s - e)
+    side = np.array([-up[1], up[0]])
+    new_w = e + fore * (0.94 * up + 0.34 * side)  # folded ~160 degrees, beside the upper arm
+    m = align.bone_transform(e, w, e, new_w)  # the hand turns with the forearm
+    for j in [K.RIGHT_WRIST, *range(K.RIGHT_HAND.start, K.RIGHT_HAND.stop)]:
+        kp[j, :2] = m[:, :2] @ kp[j, :2] + m[:, 2]
+    out = warp_frame(rig, kp)
+    # along the folded forearm's axis the frame shows the photo's forearm, turned (no tears)
+    dst = np.round(e[None] + np.linspace(0.3, 0.7, 9)[:, None] * (new_w - e)).astype(int)
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+    src = dst @ inv[:, :2].T + inv[:, 2]
+    want = np.array([_bilinear(img, x, y) for x, y in src])
+    got = out[dst[:, 1], dst[:, 0]].astype(float)
+    assert np.abs(got - want).mean() < 12
+
+
+def _bilinear(img: np.ndarray, x: float, y: float) -> np.ndarray:
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    p = img[y0:y0 + 2, x0:x0 + 2].astype(float)
+    return (p[0, 0] * (1 - fx) * (1 - fy) + p[0, 1] * fx * (1 - fy) + p[1, 0] * (1 - fx) * fy
+            + p[1, 1] * fx * fy)
