@@ -1,0 +1,116 @@
+"""CLI of stage 1: ``csg pose generate`` and ``csg train audio2pose``. Only click at import."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+GUIDANCE = ("none", "sg", "dg")
+
+
+@click.command("generate")
+@click.option("--audio", "audio_path", required=True, type=click.Path(dir_okay=False),
+              help="Speech recording (wav, flac, ogg).")
+@click.option("--ref", "ref_path", required=True, type=click.Path(dir_okay=False),
+              help="Reference photo (jpg/png) or reference skeleton (csg.pose JSON).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output skeleton JSON.")
+@click.option("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's).")
+@click.option("--cfg", "cfg_scale", type=float, default=None,
+              help="Classifier-free guidance scale (default: the checkpoint's; 1 = off).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Fixes the result.")
+@click.option("--checkpoint", default=None,
+              help="Pipeline folder or cached hub id (default: the embedded checkpoint).")
+@click.option("--guidance", type=click.Choice(GUIDANCE), default="none", show_default=True,
+              help="PAHA sync-classifier guidance: sequential (sg) or differential (dg).")
+@click.option("--guidance-checkpoint", default=None,
+              help="Folder holding classifier_face/ and classifier_nonface/ (default: the "
+                   "embedded checkpoint's).")
+@click.option("--max-audio-seconds", type=float, default=600.0, show_default=True,
+              help="Refuse longer audio.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, guidance,
+             guidance_checkpoint, max_audio_seconds, device, overwrite, quiet):
+    """Generate a skeleton sequence from speech and a reference photo or skeleton."""
+    import time
+
+    from csg.audio import SAMPLE_RATE, check_audible, load_audio
+    from csg.errors import InputError, OutputError
+
+    out = Path(output)
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out}: already exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise OutputError(f"{out.parent}: output folder does not exist")
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps must be >= 1, got {steps}")
+    wav = load_audio(audio_path, SAMPLE_RATE, max_seconds=max_audio_seconds,
+                     limit_name="--max-audio-seconds")
+    check_audible(wav, SAMPLE_RATE, str(audio_path))
+    ref = load_reference(ref_path)
+    import torch
+
+    from .pipeline import Audio2PosePipeline
+
+    t0 = time.time()
+    pipe = Audio2PosePipeline.from_pretrained(checkpoint, device=device)
+    guide = _load_guide(guidance, guidance_checkpoint, device)
+    poses = pipe(wav, SAMPLE_RATE, ref, steps=steps, cfg_scale=cfg_scale,
+                 generator=torch.Generator().manual_seed(seed), guide=guide, progress=not quiet,
+                 seed=seed)
+    if guidance != "none":
+        poses.meta["guidance"] = guidance
+    poses.save(out)
+    if not quiet:
+        click.echo(f"wrote {out}: {poses.num_frames} frames at {poses.fps:g} fps "
+                   f"({time.time() - t0:.1f} s)")
+
+
+def load_reference(path: str):
+    """A reference skeleton from a csg.pose JSON (its first frame) or a photo (csg.extract)."""
+    from csg.errors import require_file, InputError
+    from csg.pose import PoseSequence
+
+    p = require_file(path, "reference", InputError)
+    if p.suffix.lower() == ".json":
+        return PoseSequence.load(p).frame(0)
+    from csg.extract import extract_pose
+    from csg.image import load_image
+
+    return extract_pose(load_image(p))
+
+
+def _load_guide(mode: str, checkpoint, device: str):
+    if mode == "none":
+        return None
+    from csg.errors import CsgError
+
+    try:
+        from .classifier import load_guide
+    except ImportError:
+        raise CsgError("guidance classifiers not available (audio2pose.classifier is missing); "
+                       "use --guidance none") from None
+    return load_guide(mode, checkpoint, device=device)
+
+
+@click.command("audio2pose")
+@click.option("--config", "config_path", default="configs/audio2pose/base.yaml",
+              show_default=True, type=click.Path(dir_okay=False), help="YAML config.")
+@click.option("--data", default=None, help="Dataset root (overrides the config's data).")
+@click.option("--out", default=None, help="Run folder (overrides the config's out).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set model.dim=256 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run.")
+def train(config_path, data, out, overrides, resume):
+    """Train the stage-1 skeleton diffusion model (accelerate: one CPU or many GPUs)."""
+    from csg.config import load_config
+
+    from .config import TrainConfig
+    from .train import train as run_training
+
+    extra = list(overrides) + ([f"data={data}"] if data else []) + ([f"out={out}"] if out else [])
+    cfg = load_config(TrainConfig, config_path, extra)
+    final = run_training(cfg, resume=resume, echo=click.echo)
+    click.echo(f"final pipeline: {final}")

@@ -1,0 +1,85 @@
+"""Parts-aware re-weighting (PAR) in keypoint space, and the stage-1 training loss.
+
+PAHA (Wang et al., ACM MM 2025) Eq. 2-3 weights the diffusion loss with a mask M(x) that is
+ω1 x Gauss_smooth(confidence) inside the hand and face areas and ω2 on the body. In keypoint space
+(METHODS.md, "PAR") each keypoint is one "area":
+
+    w[t, j] = 0                                  if c[t, j] < τ           (unreliable)
+    w[t, j] = ω1 · (G_σ * c)[t, j]               if j is face or hand     (Eq. 3, smoothed in time)
+    w[t, j] = ω2                                 if j is body or feet
+
+The ablation (``enabled=False``) is the plain loss on reliable keypoints: w = 1 where c >= τ, else 0.
+The Gaussian smooths the confidence along time (σ in frames), with edge replication.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from csg.keypoints import REGION_BODY, REGION_FACE, REGION_HAND, REGION_IDS
+
+REGION_NAMES = {REGION_BODY: "body", REGION_FACE: "face", REGION_HAND: "hands"}
+
+
+@dataclass(frozen=True)
+class ParConfig:
+    enabled: bool = True  # False: ablation, weight 1 on every reliable keypoint
+    tau: float = 0.8  # τ, reliability threshold on keypoint confidence (PAHA: 0.8)
+    omega_small: float = 10.0  # ω1, face and hands
+    omega_body: float = 2.0  # ω2, body and feet
+    sigma: float = 1.0  # temporal Gaussian σ of the confidence smoothing, frames (0: none)
+
+
+def gaussian_smooth_time(c: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian filter along axis 1 of c (B, T, J), radius ceil(3σ), edge replication. Same shape."""
+    if sigma <= 0:
+        return c
+    r = max(1, int(3 * sigma + 0.999))
+    x = torch.arange(-r, r + 1, dtype=c.dtype, device=c.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = (k / k.sum()).view(1, 1, -1)
+    B, T, J = c.shape
+    flat = c.permute(0, 2, 1).reshape(B * J, 1, T)
+    flat = torch.nn.functional.pad(flat, (r, r), mode="replicate")
+    return torch.nn.functional.conv1d(flat, k).reshape(B, J, T).permute(0, 2, 1)
+
+
+def par_weights(scores: torch.Tensor, cfg: ParConfig) -> torch.Tensor:
+    """Per-keypoint loss weights (B, T, 133) from confidences ``scores`` (B, T, 133) in [0, 1]
+    (PAHA Eq. 2-3 in keypoint space, see module doc)."""
+    reliable = (scores >= cfg.tau).to(scores.dtype)
+    if not cfg.enabled:
+        return reliable
+    region = torch.tensor(REGION_IDS.tolist(), device=scores.device)
+    small = (region != REGION_BODY).to(scores.dtype)
+    w_small = cfg.omega_small * gaussian_smooth_time(scores, cfg.sigma)
+    w = small * w_small + (1 - small) * cfg.omega_body
+    return w * reliable
+
+
+def pose_loss(pred: torch.Tensor, target: torch.Tensor, score_logits: torch.Tensor,
+              scores: torch.Tensor, cfg: ParConfig, score_weight: float = 0.1,
+              frame_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Training loss: PAR-weighted MSE on coordinates + BCE on the score head.
+
+    pred, target: (B, T, 133, 2); score_logits, scores: (B, T, 133); frame_mask: (B, T) bool, frames
+    that count (False on known frames). Loss = mean(w · ||pred − target||²) + score_weight · BCE.
+    Returns (loss, logs) with unweighted MSE per region on reliable keypoints, "coord" and "score".
+    """
+    w = par_weights(scores, cfg)
+    fm = torch.ones(scores.shape[:2], dtype=scores.dtype, device=scores.device) \
+        if frame_mask is None else frame_mask.to(scores.dtype)
+    w = w * fm[..., None]
+    se = ((pred - target) ** 2).sum(-1)  # (B, T, 133)
+    coord = (w * se).sum() / (fm.sum() * se.shape[-1]).clamp_min(1.0)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(score_logits, scores.clamp(0, 1),
+                                                               reduction="none")
+    score = (bce * fm[..., None]).sum() / (fm.sum() * bce.shape[-1]).clamp_min(1.0)
+    logs = {"coord": coord.detach(), "score": score.detach()}
+    reliable = (scores >= cfg.tau).to(se.dtype) * fm[..., None]
+    region = torch.tensor(REGION_IDS.tolist(), device=se.device)
+    for rid, name in REGION_NAMES.items():
+        r = reliable * (region == rid).to(se.dtype)
+        logs[name] = ((se * r).sum() / r.sum().clamp_min(1.0)).detach()
+    return coord + score_weight * score, logs

@@ -1,0 +1,217 @@
+"""``Audio2PosePipeline``: speech + reference skeleton -> skeleton sequence (stage 1 API).
+
+A pipeline folder holds ``model/`` (``PoseDenoiser.save_pretrained``: config.json + safetensors,
+including the coordinate statistics) and ``audio2pose.json`` (audio feature config, fps, sampling
+defaults).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from csg.audio import SAMPLE_RATE, fit_to_frames, num_frames_for, resample
+from csg.errors import InputError, WeightsNotFoundError
+from csg.features import AudioFeatureConfig, audio_features
+from csg.pose import PoseSequence, atomic_write_text
+
+from .config import SamplingConfig
+from .normalize import RELIABLE, denormalize, normalize, reference_anchors
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_FILE = "audio2pose.json"
+MODEL_DIR = "model"
+DEFAULT_DIR = Path(__file__).resolve().parent / "weights" / "default"
+
+
+def default_checkpoint_dir() -> Path:
+    """The committed default checkpoint ``audio2pose/weights/default``."""
+    if not (DEFAULT_DIR / PIPELINE_FILE).is_file():
+        raise WeightsNotFoundError(f"{DEFAULT_DIR}: the default audio2pose checkpoint is missing; "
+                                   "train one with 'csg train audio2pose' and pass --checkpoint")
+    return DEFAULT_DIR
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
+    """None -> the default; a folder -> itself; otherwise a hub id from the local cache only."""
+    if checkpoint is None:
+        return default_checkpoint_dir()
+    p = Path(checkpoint)
+    if p.is_dir():
+        if not (p / PIPELINE_FILE).is_file():
+            raise WeightsNotFoundError(f"{p}: not an audio2pose checkpoint (no {PIPELINE_FILE}); "
+                                       "pass the 'final' folder of a training run")
+        return p
+    if p.exists() or str(checkpoint).count("/") != 1:
+        raise WeightsNotFoundError(f"{checkpoint}: audio2pose checkpoint folder not found")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(checkpoint), local_files_only=True))
+    except Exception:  # noqa: BLE001 - any hub failure means "not available offline"
+        raise WeightsNotFoundError(f"{checkpoint}: not a local folder and not in the Hugging Face "
+                                   "cache; download it first (csg never downloads)") from None
+
+
+class Audio2PosePipeline:
+    """model: :class:`~audio2pose.model.PoseDenoiser`; features: audio feature config; fps;
+    sampling: window / overlap / steps / cfg_scale / eta defaults."""
+
+    def __init__(self, model, features: AudioFeatureConfig, fps: float = 25.0,
+                 sampling: SamplingConfig = SamplingConfig(), name: str = "audio2pose"):
+        self.model = model.eval()
+        self.features = features
+        self.fps = float(fps)
+        self.sampling = sampling
+        self.name = name
+
+    # --- IO ------------------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike, *, dtype: str = "float32") -> Path:
+        """Write ``model/`` and ``audio2pose.json``; ``dtype="float16"`` halves the weights."""
+        import torch
+
+        from csg.config import to_dict
+
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        if dtype == "float16":
+            import copy
+
+            model = copy.deepcopy(model).half()
+        model.save_pretrained(p / MODEL_DIR, safe_serialization=True)
+        cfg_path = p / MODEL_DIR / "config.json"  # no machine-local load path in shipped configs
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg.pop("_name_or_path", None)
+        atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        meta = {"fps": self.fps, "features": to_dict(self.features),
+                "sampling": asdict(self.sampling), "name": self.name}
+        atomic_write_text(p / PIPELINE_FILE, json.dumps(meta, indent=2) + "\n")
+        return p
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, *,
+                        device: str = "cpu") -> "Audio2PosePipeline":
+        """Load a pipeline folder (None: the default checkpoint; a hub id: local cache only)."""
+        import torch
+
+        from csg.config import from_dict
+
+        from .model import PoseDenoiser
+
+        p = resolve_checkpoint(path)
+        try:
+            meta = json.loads((p / PIPELINE_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise WeightsNotFoundError(f"{p / PIPELINE_FILE}: unreadable ({e})") from None
+        model = PoseDenoiser.from_pretrained(p / MODEL_DIR, torch_dtype=torch.float32)
+        model = model.to(device)
+        feats = from_dict(AudioFeatureConfig, meta["features"], f"{p / PIPELINE_FILE}:features")
+        samp = from_dict(SamplingConfig, meta["sampling"], f"{p / PIPELINE_FILE}:sampling")
+        return cls(model, feats, meta["fps"], samp, meta.get("name", p.name))
+
+    # --- generation ----------------------------------------------------------------------------
+    def __call__(self, wav: np.ndarray, sr: int, ref: PoseSequence, *, steps: int | None = None,
+                 cfg_scale: float | None = None, generator=None, guide: Callable | None = None,
+                 progress: bool = True, callback: Callable | None = None,
+                 seed: int | None = None) -> PoseSequence:
+        """Generate poses for ``wav`` (N,) at ``sr`` Hz on the reference's canvas.
+
+        T = round(duration * fps). Frame 0 is the reference skeleton. ``generator`` (a CPU
+        ``torch.Generator``) fixes the result; ``seed`` is only recorded in meta (generate_poses
+        passes it). ``guide``: see :mod:`audio2pose.sampling`. callback(i, t, z) after each step.
+        """
+        import torch
+
+        from .sampling import sample_long
+
+        s = self.sampling
+        steps = s.steps if steps is None else int(steps)
+        cfg_scale = s.cfg_scale if cfg_scale is None else float(cfg_scale)
+        if generator is None:
+            generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        ref_kp = np.asarray(ref.keypoints[0], np.float32)
+        try:
+            reference_anchors(ref_kp)
+        except ValueError as e:
+            raise InputError(f"reference skeleton: {e}; use a photo showing both shoulders") from None
+        wav = resample(np.asarray(wav, np.float32), int(sr), SAMPLE_RATE)
+        T = num_frames_for(wav.shape[0], SAMPLE_RATE, self.fps)
+        if T < 1:
+            raise InputError("audio is shorter than one pose frame")
+        wav = fit_to_frames(wav, T, SAMPLE_RATE, self.fps)
+        feats = audio_features(wav, SAMPLE_RATE, self.fps, T, self.features)
+        dev = next(self.model.parameters()).device
+        m = self.model
+        ref_rel = torch.from_numpy(normalize(ref_kp[:, :2], ref_kp)).to(dev)
+        ref_in = torch.where(torch.from_numpy(ref_kp[:, 2:] > RELIABLE).to(dev), ref_rel, 0.0)
+        first = m.standardize(torch.zeros_like(ref_rel))
+        audio = torch.from_numpy(feats).to(dev)[None]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            from .sampling import window_spans
+
+            bar = tqdm(total=len(window_spans(T, s.window, s.overlap)) * steps, unit="step",
+                       desc="audio2pose", leave=False)
+
+        def on_step(i, t, z):
+            if bar is not None:
+                bar.update(1)
+            if callback is not None:
+                callback(i, t, z)
+
+        try:
+            out = sample_long(m, audio, ref_in[None], first[None], window=s.window, overlap=s.overlap,
+                              steps=steps, cfg_scale=cfg_scale, generator=generator, eta=s.eta,
+                              guide=guide, callback=on_step)
+        finally:
+            if bar is not None:
+                bar.close()
+        rel = (m.destandardize(out.z0[0]) + ref_rel).float().cpu().numpy()
+        xy = savgol_smooth(denormalize(rel, ref_kp), s.savgol)
+        scores = out.scores[0].float().cpu().numpy()
+        scores = np.where(ref_kp[None, :, 2] > RELIABLE, scores, 0.0)  # absent in ref: absent
+        xy[0], scores[0] = ref_kp[:, :2], ref_kp[:, 2]
+        kps = np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float32)
+        meta: dict[str, Any] = {"model": self.name, "steps": steps, "cfg": cfg_scale,
+                                "smooth": s.savgol, "generator": "audio2pose"}
+        if seed is not None:
+            meta["seed"] = int(seed)
+        return PoseSequence(kps, fps=self.fps, width=ref.width, height=ref.height,
+                            meta=meta).validate("generated poses")
+
+
+def savgol_smooth(xy: np.ndarray, window: int, order: int = 2) -> np.ndarray:
+    """Savitzky-Golay filter along time (Democratizing-CSG smooths this way before rendering).
+
+    xy: (T, 133, 2). ``window`` odd frames (shrunk to fit T; 0 or too short: returned unchanged),
+    polynomial ``order``. Returns float32 (T, 133, 2).
+    """
+    T = xy.shape[0]
+    w = min(int(window), T if T % 2 else T - 1)
+    if w <= order + 1:
+        return np.asarray(xy, np.float32)
+    from scipy.signal import savgol_filter
+
+    return savgol_filter(np.asarray(xy, np.float64), w, order, axis=0).astype(np.float32)
+
+
+def generate_poses(wav: np.ndarray, sr: int, ref_pose: PoseSequence, *,
+                   checkpoint: str | os.PathLike | None = None, steps: int | None = None,
+                   cfg: float | None = None, seed: int = 0, guide: Callable | None = None,
+                   device: str = "cpu", progress: bool = False) -> PoseSequence:
+    """One call: load the checkpoint (default: the embedded one) and generate with ``seed``."""
+    import torch
+
+    pipe = Audio2PosePipeline.from_pretrained(checkpoint, device=device)
+    g = torch.Generator().manual_seed(int(seed))
+    return pipe(wav, sr, ref_pose, steps=steps, cfg_scale=cfg, generator=g, guide=guide,
+                progress=progress, seed=seed)

@@ -1,0 +1,168 @@
+"""Stage-1 maths: coordinates, noise schedule and DDIM (known answers vs diffusers), PAR, windows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from audio2pose import diffusion as D
+from audio2pose.normalize import denormalize, normalize, reference_anchors
+from audio2pose.par import ParConfig, gaussian_smooth_time, par_weights, pose_loss
+from audio2pose.sampling import window_spans
+from csg import keypoints as K
+from tests.helpers import make_moving_pose, make_reference_keypoints
+
+
+# --- normalisation -------------------------------------------------------------------------------
+def test_normalize_round_trip_to_1e4_px():
+    poses = make_moving_pose(16, height=480, width=640, seed=1).keypoints
+    ref = make_reference_keypoints(480, 640)
+    back = denormalize(normalize(poses[..., :2], ref), ref)
+    assert np.abs(back - poses[..., :2]).max() < 1e-4
+
+
+def test_normalize_is_local_and_reference_scaled():
+    ref = make_reference_keypoints(480, 640)
+    z = normalize(ref[:, :2], ref)
+    a = reference_anchors(ref)
+    # torso centre -> origin; shoulders one torso-scale unit apart in body units
+    assert np.allclose(z[[K.LEFT_SHOULDER, K.RIGHT_SHOULDER, K.LEFT_HIP, K.RIGHT_HIP]].mean(0), 0,
+                       atol=1e-6)
+    # moving the whole body moves body coordinates but not the face / hands (they are local)
+    moved = ref[:, :2] + np.array([30.0, -12.0])
+    zm = normalize(moved, ref)
+    assert np.allclose(zm[K.FACE], z[K.FACE], atol=1e-5)
+    assert np.allclose(zm[K.HANDS], z[K.HANDS], atol=1e-5)
+    assert np.allclose(zm[K.BODY] - z[K.BODY], np.array([30.0, -12.0]) / a.torso, atol=1e-5)
+    # hand points are relative to their own wrist
+    assert np.allclose(z[K.LEFT_HAND_ROOT], (ref[K.LEFT_HAND_ROOT, :2] - ref[K.LEFT_WRIST, :2])
+                       / a.hand, atol=1e-6)
+
+
+def test_reference_without_hips_uses_shoulders_and_without_shoulders_raises():
+    ref = make_reference_keypoints(480, 640)
+    ref[[K.LEFT_HIP, K.RIGHT_HIP], 2] = 0.0
+    a = reference_anchors(ref)
+    sw = np.linalg.norm(ref[K.LEFT_SHOULDER, :2] - ref[K.RIGHT_SHOULDER, :2])
+    assert a.torso == pytest.approx(sw)
+    ref[K.LEFT_SHOULDER, 2] = 0.0
+    with pytest.raises(ValueError, match="shoulders"):
+        reference_anchors(ref)
+
+
+# --- schedule and DDIM ------------------------------------------------------------------------
+def test_cosine_schedule_matches_diffusers():
+    from diffusers import DDIMScheduler
+
+    s = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    assert torch.allclose(D.cosine_alphas_cumprod(1000).float(), s.alphas_cumprod, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "v_prediction"])
+@pytest.mark.parametrize("eta", [0.0, 0.7])
+def test_ddim_step_equals_diffusers(prediction_type, eta):
+    from diffusers import DDIMScheduler
+
+    steps = 25
+    s = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                      prediction_type=prediction_type, clip_sample=False, set_alpha_to_one=True,
+                      timestep_spacing="trailing")
+    s.set_timesteps(steps)
+    ours = D.ddim_timesteps(1000, steps)
+    assert ours == s.timesteps.tolist()
+    ac = D.cosine_alphas_cumprod(1000)
+    g = torch.Generator().manual_seed(0)
+    for i in (0, 7, steps - 1):
+        t = ours[i]
+        t_prev = ours[i + 1] if i + 1 < steps else -1
+        x = torch.randn(2, 8, 133, 2, generator=g)
+        out = torch.randn(2, 8, 133, 2, generator=g)
+        noise = torch.randn(2, 8, 133, 2, generator=g)
+        ref = s.step(out, t, x, eta=eta, variance_noise=noise if eta > 0 else None).prev_sample
+        mine, _ = D.ddim_step(out, x, t, t_prev, ac, prediction_type, eta=eta, noise=noise)
+        assert torch.allclose(mine, ref, atol=2e-5), (i, (mine - ref).abs().max())
+
+
+def test_x0_eps_v_conversions_invert_q_sample():
+    ac = D.cosine_alphas_cumprod(1000)
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(3, 4, 5, generator=g), torch.randn(3, 4, 5, generator=g)
+    t = torch.tensor([0, 500, 990])
+    xt = D.q_sample(x0, t, eps, ac)
+    v = D.training_target(x0, eps, t, ac, "v_prediction")
+    for pred, kind in ((x0, "sample"), (v, "v_prediction")):
+        x0r, epsr = D.to_x0_eps(pred, xt, t, ac, kind)
+        assert torch.allclose(x0r, x0, atol=1e-4) and torch.allclose(epsr, eps, atol=1e-3)
+
+
+def test_cfg_combine_known_answer():
+    c, u = torch.tensor([3.0]), torch.tensor([1.0])
+    assert D.cfg_combine(c, u, 1.0).item() == 3.0
+    assert D.cfg_combine(c, u, 2.0).item() == 5.0
+    assert D.cfg_combine(c, u, 0.0).item() == 1.0
+
+
+# --- PAR -----------------------------------------------------------------------------------------
+def test_par_weights_known_answer():
+    s = torch.full((1, 5, K.NUM_KEYPOINTS), 0.9)
+    s[0, 2, K.LEFT_SHOULDER] = 0.5  # unreliable body point
+    s[0, 2, K.NOSE_TIP] = 0.1  # unreliable face point
+    cfg = ParConfig(sigma=0.0)
+    w = par_weights(s, cfg)
+    assert w[0, 0, K.LEFT_SHOULDER] == pytest.approx(2.0)  # ω2
+    assert w[0, 0, K.NOSE_TIP] == pytest.approx(10 * 0.9)  # ω1 · c
+    assert w[0, 0, K.RIGHT_HAND_ROOT] == pytest.approx(9.0)
+    assert w[0, 2, K.LEFT_SHOULDER] == 0 and w[0, 2, K.NOSE_TIP] == 0
+    off = par_weights(s, ParConfig(enabled=False))
+    assert set(off.unique().tolist()) == {0.0, 1.0} and off[0, 2, K.LEFT_SHOULDER] == 0
+
+
+def test_par_smoothing_is_temporal_gaussian():
+    c = torch.zeros(1, 9, 1)
+    c[0, 4, 0] = 1.0
+    sm = gaussian_smooth_time(c, 1.0)[0, :, 0]
+    x = torch.arange(-3, 4, dtype=torch.float32)
+    k = torch.exp(-0.5 * x ** 2)
+    assert torch.allclose(sm[1:8], k / k.sum(), atol=1e-6)
+    assert torch.allclose(gaussian_smooth_time(torch.ones(1, 6, 3), 2.0), torch.ones(1, 6, 3))
+
+
+def test_pose_loss_weights_regions_and_ignores_known_frames():
+    B, T = 1, 4
+    pred = torch.zeros(B, T, 133, 2)
+    target = torch.zeros(B, T, 133, 2)
+    target[:, :, K.NOSE_TIP] = 1.0  # error only on one face point
+    scores = torch.ones(B, T, 133)
+    logits = torch.full((B, T, 133), 20.0)
+    loss_on, logs = pose_loss(pred, target, logits, scores, ParConfig(sigma=0), score_weight=0)
+    loss_off, _ = pose_loss(pred, target, logits, scores, ParConfig(enabled=False),
+                            score_weight=0)
+    assert loss_on.item() == pytest.approx(10 * loss_off.item(), rel=1e-5)
+    assert logs["face"] > 0 and logs["body"] == 0 and logs["hands"] == 0
+    fm = torch.tensor([[False, False, False, False]])
+    loss_known, _ = pose_loss(pred, target, logits, scores, ParConfig(), frame_mask=fm,
+                              score_weight=0)
+    assert loss_known.item() == 0
+
+
+# --- windows -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("T", [1, 16, 17, 40, 100, 1501])
+def test_window_spans_cover_with_overlap(T):
+    spans = window_spans(T, 16, 4)
+    assert spans[0][0] == 0 and spans[-1][1] == T
+    for (a0, b0), (a1, b1) in zip(spans, spans[1:]):
+        assert b0 - a1 == 4 and b1 - a1 > 4 and b0 - a0 == 16
+    assert all(b - a <= 16 for a, b in spans)
+
+
+def test_savgol_smooth_reduces_jitter_and_keeps_lines():
+    from audio2pose.pipeline import savgol_smooth
+
+    g = np.random.default_rng(0)
+    line = np.linspace(0, 50, 40)[:, None, None] * np.ones((1, 133, 2))
+    assert np.allclose(savgol_smooth(line, 7), line, atol=1e-3)  # order-2 fit keeps a ramp
+    noisy = line + g.normal(0, 1, line.shape)
+    acc = lambda x: np.abs(np.diff(x, 2, axis=0)).mean()  # noqa: E731
+    assert acc(savgol_smooth(noisy, 7)) < 0.3 * acc(noisy)
+    assert np.array_equal(savgol_smooth(noisy[:3], 7), noisy[:3].astype(np.float32))
+    assert np.array_equal(savgol_smooth(noisy, 0), noisy.astype(np.float32))
