@@ -158,7 +158,7 @@ def _landmarks(lm: Any, size_hw: tuple[int, int],
 
 
 @contextlib.contextmanager
-def _native_stderr_quiet():
+def quiet_mediapipe():
     """Silence fd 2 while MediaPipe's C++ graph starts and runs (its glog/TFLite chatter would
     break the CLI's one-line errors). Python exceptions still propagate after the block. With
     DEBUG logging on for this module nothing is silenced."""
@@ -230,7 +230,7 @@ class PoseExtractor:
         self.backend, self.video, self.min_shoulder_score = backend, video, min_shoulder_score
         self._model: Any = None
         if backend == "mediapipe":
-            with _native_stderr_quiet():
+            with quiet_mediapipe():
                 import mediapipe as mp
 
                 self._model = mp.solutions.holistic.Holistic(
@@ -255,7 +255,7 @@ class PoseExtractor:
         frame = _check_image(frame, source)
         size_hw = frame.shape[:2]
         if self.backend == "mediapipe":
-            with _native_stderr_quiet():
+            with quiet_mediapipe():
                 r = self._model.process(frame)
             if r.pose_landmarks is None:
                 return None

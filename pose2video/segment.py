@@ -20,9 +20,11 @@ def person_mask(image: np.ndarray) -> np.ndarray | None:
     except ImportError as e:  # pragma: no cover - mediapipe is a dependency
         log.warning("person segmentation unavailable (%s); using skeleton-only masks", e)
         return None
+    from csg.extract import quiet_mediapipe
+
     img = np.ascontiguousarray(image)
-    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
-                                enable_segmentation=True) as pose:
+    with quiet_mediapipe(), mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
+                                                   enable_segmentation=True) as pose:
         res = pose.process(img)
     if res.segmentation_mask is None:
         log.warning("person segmentation found nobody; using skeleton-only masks")
