@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,7 +74,6 @@ class Audio2PosePipeline:
     # --- IO ------------------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike, *, dtype: str = "float32") -> Path:
         """Write ``model/`` and ``audio2pose.json``; ``dtype="float16"`` halves the weights."""
-        import torch
 
         from csg.config import to_dict
 

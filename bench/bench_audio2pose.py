@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--audio", default="/work/shared/data/audio/whisper_jfk.flac")
+    ap.add_argument("--audio", default=str(Path(__file__).resolve().parents[1] / "examples/audio/whisper_jfk.flac"))
     a = ap.parse_args()
     from audio2pose.pipeline import Audio2PosePipeline
     from csg.audio import SAMPLE_RATE, load_audio

@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--audio", default=str(ROOT / "examples/audio/whisper_jfk.flac"))
     ap.add_argument("--max-side", type=int, default=512)
     ap.add_argument("--renderer", default="warp")
+    ap.add_argument("--square", action="store_true",
+                    help="crop the photo to its top square first, so the video is max-side^2")
     args = ap.parse_args()
 
     from csg.audio import load_audio, save_audio
@@ -42,7 +44,15 @@ def main() -> None:
         audio = Path(tmp) / "speech.wav"
         save_audio(audio, wav, 16000)
         out = Path(tmp) / "talk.mp4"
-        cmd = [sys.executable, "-m", "csg", "run", "--ref", args.photo, "--audio", str(audio),
+        photo = args.photo
+        if args.square:
+            from csg.image import load_image, save_image
+
+            img = load_image(photo)
+            side = min(img.shape[:2])
+            photo = str(Path(tmp) / "square.png")
+            save_image(photo, img[:side, (img.shape[1] - side) // 2:][:, :side])
+        cmd = [sys.executable, "-m", "csg", "run", "--ref", photo, "--audio", str(audio),
                "-o", str(out), "--quiet", "--set", f"render.max_side={args.max_side}",
                "--set", f"limits.max_audio_seconds={max(600.0, args.seconds + 1)}",
                "--renderer", args.renderer]

@@ -40,8 +40,7 @@ def main() -> None:
     from csg.pose import PoseSequence
     from pose2video.warp import WarpConfig, WarpRenderer, warp_frame
 
-    image_path = args.image or _first(ROOT / "examples/images/moore_anyone-3.png",
-                                      Path("/work/shared/data/images/moore_anyone-3.png"))
+    image_path = args.image or _first(ROOT / "examples/images/moore_anyone-3.png")
     motion_path = args.motion or _first(ROOT / "examples/motion/echomimicv2_pose01.pose.json")
     img = load_image(image_path)
     side = min(img.shape[0] // 2, img.shape[1])  # the upper half: a half-body square

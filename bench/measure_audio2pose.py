@@ -21,6 +21,8 @@ import torch
 
 from audio2pose.pipeline import Audio2PosePipeline
 from csg import keypoints as K
+
+ROOT = Path(__file__).resolve().parents[1]
 from csg.audio import SAMPLE_RATE, load_audio
 from csg.data import load_clip, read_manifest, select
 from csg.pose import PoseSequence
@@ -56,9 +58,9 @@ def real(pipe, seed):
     from csg.extract import extract_pose
     from csg.image import load_image
 
-    audios = sorted(glob.glob("/work/shared/data/audio/*.wav") +
-                    glob.glob("/work/shared/data/audio/*.flac"))
-    images = sorted(glob.glob("/work/shared/data/images/*"))
+    audios = sorted(glob.glob(str(ROOT / "examples/audio/*.wav")) +
+                    glob.glob(str(ROOT / "examples/audio/*.flac")))
+    images = sorted(glob.glob(str(ROOT / "examples/images/*")))
     wavs = {Path(a).name: load_audio(a) for a in audios}
     refs = {Path(i).name: extract_pose(load_image(i)) for i in images}
     rows, per = [], {}
@@ -90,7 +92,7 @@ def jitter_check(pipe, data, n, seed):
 
 
 def long_audio(pipe, wavs, data, ref, seconds, seed, out_png):
-    parts, total = list(wavs.values()), 0
+    parts = list(wavs.values())
     for r in select(read_manifest(data), "test"):
         if sum(len(p) for p in parts) >= seconds * SAMPLE_RATE:
             break

@@ -35,11 +35,7 @@ def real_photo():
     from csg.extract import extract_pose
     from csg.image import load_image
 
-    for folder in ("examples/images", "/work/shared/data/images"):
-        p = Path(folder) / "moore_anyone-3.png"
-        if p.is_file():
-            break
-    img = load_image(p)
+    img = load_image(Path(__file__).resolve().parents[1] / "examples/images/moore_anyone-3.png")
     img = cv2.resize(img, (img.shape[1] // 3, img.shape[0] // 3), interpolation=cv2.INTER_AREA)
     return img, extract_pose(img)
 

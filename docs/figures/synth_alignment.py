@@ -10,7 +10,6 @@ precision by a parabola through the peak.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
