@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -22,23 +24,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--audio", default=str(Path(__file__).resolve().parents[1] / "examples/audio/whisper_jfk.flac"))
+    ap.add_argument("--audio", default=str(ROOT / "examples/audio/whisper_jfk.flac"))
+    ap.add_argument("--photo", default=str(ROOT / "examples/images/moore_anyone-3.png"))
     a = ap.parse_args()
     from audio2pose.pipeline import Audio2PosePipeline
     from csg.audio import SAMPLE_RATE, load_audio
-    from tests.helpers import make_reference_pose
+    from csg.extract import extract_pose
+    from csg.image import load_image
 
     t0 = time.perf_counter()
     pipe = Audio2PosePipeline.from_pretrained(a.checkpoint)
     load_s = time.perf_counter() - t0
-    try:
-        wav = load_audio(a.audio)
-    except Exception:  # noqa: BLE001 - fall back to a tone burst when the sample is absent
-        t = np.arange(int(a.seconds * SAMPLE_RATE)) / SAMPLE_RATE
-        wav = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype("f4")
+    wav = load_audio(a.audio)
     n = int(a.seconds * SAMPLE_RATE)
-    wav = np.resize(wav, n).astype(np.float32)
-    ref = make_reference_pose(480, 640)
+    wav = np.resize(wav, n).astype(np.float32)  # the speech repeated to the asked length
+    ref = extract_pose(load_image(a.photo))
     run = lambda: pipe(wav, SAMPLE_RATE, ref, steps=a.steps,  # noqa: E731
                        generator=torch.Generator().manual_seed(0), progress=False)
     run()
