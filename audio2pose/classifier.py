@@ -149,7 +149,7 @@ def _default_dir() -> Path:
 
 def load_guide(mode: str, checkpoint_dir, *, lambda_nonface: float = 1.0, lambda_face: float = 0.1,
                lambda_diff: float = 0.25, guided_fraction: float = 0.5, device="cpu",
-               dg_form: str = "literal"):
+               dg_form: str = "residual"):
     """Guide callable for the stage-1 sampler, or None for mode "none".
 
     checkpoint_dir: a folder holding ``classifier_face/`` and ``classifier_nonface/`` (e.g. the

@@ -34,7 +34,7 @@ GUIDANCE = ("none", "sg", "dg")
               help="PCE: λ_diff, weight of the differential correction (dg only, PAHA Eq. 12).")
 @click.option("--guided-fraction", type=click.FloatRange(0.0, 1.0), default=0.5,
               show_default=True, help="PCE: guide only the first r of the sampling steps.")
-@click.option("--dg-form", type=click.Choice(("literal", "residual")), default="literal",
+@click.option("--dg-form", type=click.Choice(("literal", "residual")), default="residual",
               show_default=True,
               help="PCE dg: Eq. 12 as printed (literal) or differences only (residual).")
 @click.option("--max-audio-seconds", type=float, default=600.0, show_default=True,
@@ -87,7 +87,7 @@ def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, g
 
 def load_reference(path: str):
     """A reference skeleton from a csg.pose JSON (its first frame) or a photo (csg.extract)."""
-    from csg.errors import require_file, InputError
+    from csg.errors import InputError, require_file
     from csg.pose import PoseSequence
 
     p = require_file(path, "reference", InputError)

@@ -23,6 +23,7 @@ class Stage1Config:
     lambda_face: float = 0.1  # PAHA lambda_f
     lambda_diff: float = 0.25  # PAHA lambda_diff (DG only)
     guided_fraction: float = 0.5  # guidance in the first r of the steps
+    dg_form: str = "residual"  # DG: "residual" (scale-preserving) | "literal" (PAHA Eq. 12 as printed)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,8 @@ class CoSpeechPipeline:
             raise CsgError(f"sync guidance '{mode}' is not available: {e}") from None
         return load_guide(mode, self._stage1_folder(), lambda_nonface=s1.lambda_nonface,
                           lambda_face=s1.lambda_face, lambda_diff=s1.lambda_diff,
-                          guided_fraction=s1.guided_fraction, device=self.config.device)
+                          guided_fraction=s1.guided_fraction, device=self.config.device,
+                          dg_form=s1.dg_form)
 
     # --- stages ---------------------------------------------------------------------------------
     def extract_reference(self, image: np.ndarray) -> PoseSequence:

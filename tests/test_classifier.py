@@ -113,7 +113,7 @@ def test_load_guide(tmp_path):
 
 
 # --- training ---------------------------------------------------------------------------------------
-from audio2pose import classifier_train as CT  # noqa: E402
+from audio2pose import classifier_train as CT
 
 
 def test_shift_starts_keep_the_minimum_shift_inside_the_window():
@@ -189,9 +189,9 @@ def _tiny_dataset(root, rng):
 
 
 def _tiny_pipe():
+    from audio2pose.config import SamplingConfig
     from audio2pose.model import PoseDenoiser
     from audio2pose.pipeline import Audio2PosePipeline
-    from audio2pose.config import SamplingConfig
     from csg.features import AudioFeatureConfig, feature_dim
 
     feats = AudioFeatureConfig(n_mels=4, context=0)
@@ -241,3 +241,65 @@ def test_guide_plugs_into_the_stage1_sampler(tmp_path):
     for mode in ("sg", "dg"):
         guided = run(C.load_guide(mode, tmp_path, lambda_nonface=5.0, lambda_face=5.0))
         assert torch.isfinite(guided).all() and not torch.allclose(guided, plain, atol=1e-4)
+
+
+# --- csg pose generate --guidance (through csg.cli.main) ------------------------------------------
+def _cli_setup(tmp_path, rng):
+    """A tiny generator folder, tiny classifiers, 1 s of audio and a reference skeleton."""
+    from csg.audio import save_audio
+    from tests.helpers import make_reference_pose
+
+    _tiny_pipe().save_pretrained(tmp_path / "gen")
+    tiny("face").save_pretrained(tmp_path / "cls" / "classifier_face")
+    tiny("nonface", seed=1).save_pretrained(tmp_path / "cls" / "classifier_nonface")
+    n = 16000
+    wav = (0.3 * np.sin(np.linspace(0, 900, n)) * (rng.random(n) > 0.5)).astype(np.float32)
+    save_audio(tmp_path / "a.wav", wav)
+    make_reference_pose(height=192, width=256).save(tmp_path / "ref.json")
+
+
+def _generate(tmp_path, name, *extra):
+    from csg.cli import main
+    from csg.pose import PoseSequence
+
+    out = tmp_path / f"{name}.json"
+    rc = main(["pose", "generate", "--audio", str(tmp_path / "a.wav"), "--ref",
+               str(tmp_path / "ref.json"), "-o", str(out), "--checkpoint", str(tmp_path / "gen"),
+               "--steps", "2", "--quiet", "--guidance-checkpoint", str(tmp_path / "cls"), *extra])
+    assert rc == 0
+    return PoseSequence.load(out)
+
+
+def test_cli_generate_passes_guidance_settings_through(tmp_path, rng, capsys):
+    _cli_setup(tmp_path, rng)
+    plain = _generate(tmp_path, "none").keypoints
+    strong = ("--lambda-nonface", "50", "--lambda-face", "50", "--guided-fraction", "1")
+    sg = _generate(tmp_path, "sg", "--guidance", "sg", *strong)
+    assert sg.meta["guidance"] == "sg" and sg.meta["guidance_settings"]["lambda_face"] == 50.0
+    assert not np.allclose(sg.keypoints, plain, atol=1e-4)
+    dg = _generate(tmp_path, "dg", "--guidance", "dg", "--dg-form", "literal", *strong).keypoints
+    dg_res = _generate(tmp_path, "dgr", "--guidance", "dg", "--dg-form", "residual",
+                       *strong).keypoints
+    assert not np.allclose(dg, plain, atol=1e-4) and not np.allclose(dg, dg_res, atol=1e-4)
+    # the flags reach load_guide: zero weights or a zero fraction give back the unguided result
+    zero = _generate(tmp_path, "sg0", "--guidance", "sg", "--lambda-nonface", "0",
+                     "--lambda-face", "0").keypoints
+    assert np.allclose(zero, plain, atol=1e-5)
+    r0 = _generate(tmp_path, "r0", "--guidance", "sg", *strong[:4], "--guided-fraction",
+                   "0").keypoints
+    assert np.allclose(r0, plain, atol=1e-5)
+
+
+def test_cli_generate_missing_classifiers_is_one_line_error(tmp_path, rng, capsys):
+    from csg.cli import main
+
+    _cli_setup(tmp_path, rng)
+    capsys.readouterr()
+    rc = main(["pose", "generate", "--audio", str(tmp_path / "a.wav"), "--ref",
+               str(tmp_path / "ref.json"), "-o", str(tmp_path / "o.json"), "--checkpoint",
+               str(tmp_path / "gen"), "--steps", "2", "--quiet", "--guidance", "dg",
+               "--guidance-checkpoint", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1
+    assert err.startswith("error:") and "classifier_face" in err and "Traceback" not in err
+    assert not (tmp_path / "o.json").exists()

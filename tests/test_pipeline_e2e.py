@@ -138,3 +138,41 @@ def test_edit_and_rerender(capsys, tiny_stage1, inputs, tmp_path):
     assert probe_video(out2)["num_frames"] == 20
     rerendered = PoseSequence.load(out2.with_name("edited.pose.json"))
     np.testing.assert_array_equal(rerendered.keypoints, edited.keypoints)
+
+
+def test_sync_guidance_modes_reach_stage1(tiny_stage1, inputs, tmp_path):
+    """--guidance sg / dg change the skeleton; none does not load classifiers at all."""
+    import shutil
+
+    import torch
+
+    from audio2pose.classifier import SyncClassifier
+    from csg.audio import load_audio
+    from csg.features import AudioFeatureConfig, feature_dim
+    from csg.image import load_image
+    from pipeline import CoSpeechPipeline
+
+    folder = tmp_path / "stage1"
+    shutil.copytree(tiny_stage1, folder)
+    for seed, region in enumerate(("face", "nonface")):
+        torch.manual_seed(seed)  # test-only: fixes the random init of the tiny classifiers
+        SyncClassifier(region=region, audio_dim=feature_dim(AudioFeatureConfig(n_mels=8, context=1)),
+                       dim=16, layers=1, heads=2, ff_mult=2, dropout=0.0
+                       ).eval().save_pretrained(folder / f"classifier_{region}")
+    image, wav = load_image(inputs["ref"]), load_audio(inputs["audio"])
+    results = {}
+    for mode in ("none", "sg", "dg"):
+        pipe = CoSpeechPipeline.from_config(overrides=[f"stage1.guidance={mode}",
+                                                       "stage1.lambda_nonface=50",
+                                                       "stage1.lambda_face=50"],
+                                            stage1_dir=folder)
+        ref = pipe.extract_reference(image) if not results else ref
+        results[mode] = pipe.generate_poses(wav, 16000, ref, progress=False,
+                                            generator=torch.Generator().manual_seed(0)).keypoints
+    assert not np.allclose(results["none"], results["sg"])
+    assert not np.allclose(results["sg"], results["dg"])
+    missing = CoSpeechPipeline.from_config(overrides=["stage1.guidance=sg"], stage1_dir=tiny_stage1)
+    from csg.errors import CsgError
+
+    with pytest.raises(CsgError):
+        missing.generate_poses(wav, 16000, ref, progress=False)
