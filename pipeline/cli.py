@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -18,21 +17,18 @@ def _outputs(out: Path, pose_out: Path | None) -> dict[str, Path]:
 
 
 def check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
-    """Refuse existing outputs (without ``overwrite``) and unwritable folders, before any work."""
+    """Create the output folders, then refuse existing outputs (without ``overwrite``) and
+    unwritable folders, before any work."""
     from csg.errors import OutputError
+    from csg.outputs import check_output_path
 
     for p in paths.values():
-        if p.exists() and not overwrite:
-            raise OutputError(f"{p}: already exists; pass --overwrite to replace it")
-        if p.exists() and p.is_dir():
-            raise OutputError(f"{p}: is a directory, expected a file path")
         folder = p.parent if str(p.parent) else Path(".")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"{folder}: cannot create the output folder ({e.strerror})") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputError(f"{folder}: output folder is not writable")
+        check_output_path(p, overwrite=overwrite)
 
 
 def package_versions() -> dict[str, str]:
