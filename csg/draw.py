@@ -184,20 +184,21 @@ def _draw_body(img, body18, sz, threshold):
             _dot(img, p, color, sz["body_dot"], alpha)
 
 
-def _draw_feet(img, kp, sz, threshold):
-    for (i, j), color in zip(K.FEET_EDGES, _FEET_COLORS):
-        a, b = kp[i], kp[j]
+def _draw_edges(img, pts, edges, colors, width, threshold):
+    """Thin lines between ``pts[i]`` and ``pts[j]``, faded by the lower of the two scores."""
+    for (i, j), color in zip(edges, colors):
+        a, b = pts[i], pts[j]
         alpha = _alpha(min(a[2], b[2]), threshold)
         if alpha > 0 and _ok(a) and _ok(b):
-            _line(img, a, b, color, sz["hand_line"], alpha)
+            _line(img, a, b, color, width, alpha)
+
+
+def _draw_feet(img, kp, sz, threshold):
+    _draw_edges(img, kp, K.FEET_EDGES, _FEET_COLORS, sz["hand_line"], threshold)
 
 
 def _draw_hand(img, hand, sz, threshold):
-    for (i, j), color in zip(K.HAND_EDGES, HAND_COLORS):
-        a, b = hand[i], hand[j]
-        alpha = _alpha(min(a[2], b[2]), threshold)
-        if alpha > 0 and _ok(a) and _ok(b):
-            _line(img, a, b, color, sz["hand_line"], alpha)
+    _draw_edges(img, hand, K.HAND_EDGES, HAND_COLORS, sz["hand_line"], threshold)
     _draw_points(img, hand, HAND_POINT_COLOR, sz["hand_dot"], threshold)
 
 
