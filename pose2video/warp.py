@@ -7,7 +7,8 @@ transforms from the target pose (:mod:`pose2video.rig`), anchors moved by linear
 or pinned to their keypoints, a dense backward map per layer (:mod:`pose2video.mesh`),
 ``cv2.remap``, alpha compositing, then the mouth interior (:mod:`pose2video.face`).
 
-It is deterministic (``generator`` is accepted and ignored) and runs on the CPU in real time. A
+Protocol v2: ``prepare(photo, ref_pose)`` builds the rig once per photo (a :class:`WarpState`),
+``render(state, poses)`` streams frames. It is deterministic (``generator`` is accepted and ignored) and runs on the CPU in real time. A
 frame whose pose equals the reference pose returns the photo unchanged (bit-exact).
 """
 from __future__ import annotations
@@ -189,14 +190,31 @@ def _composite(out: np.ndarray, layer: Layer, dst: np.ndarray, size_hw: tuple[in
     out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+@dataclass
+class WarpState:
+    """What :meth:`WarpRenderer.prepare` builds once per photo: the rig and the photo's skeleton."""
+
+    rig: WarpRig
+    ref_pose: PoseSequence  # (T=1) on the photo's canvas
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return self.rig.size_hw
+
+
 class WarpRenderer:
-    """The ``warp`` renderer; see the module doc. Build with ``get_renderer("warp", **options)``."""
+    """The ``warp`` renderer (protocol v2); see the module doc. Build with
+    ``get_renderer("warp", **options)``: ``state = r.prepare(photo, ref_pose)`` once per photo, then
+    ``r.render(state, poses)`` as often as needed."""
 
     name = "warp"
     needs = "nothing"
+    window = 1  # frames processed together: each frame on its own
+    overlap = 0
 
-    def __init__(self, config: WarpConfig | None = None) -> None:
-        self.config = config or WarpConfig()
+    def __init__(self, config: WarpConfig | None = None, *, device: str = "cpu",
+                 dtype: str | None = None) -> None:
+        self.config = config or WarpConfig()  # device / dtype: accepted and ignored (CPU, uint8)
 
     def driving_poses(self, poses: PoseSequence, ref_pose: PoseSequence) -> PoseSequence:
         """The skeletons actually rendered: ``poses`` retargeted onto ``ref_pose`` if ``align``."""
@@ -206,35 +224,70 @@ class WarpRenderer:
 
         return retarget(poses, ref_pose, threshold=self.config.threshold)
 
-    def prepare(self, ref_image: np.ndarray, ref_pose: PoseSequence) -> WarpRig:
-        """Precompute the rig for a photo (segmentation, inpainting, meshes)."""
+    def prepare(self, ref_image: np.ndarray, ref_pose: PoseSequence | None = None) -> WarpState:
+        """Once per photo: validate, extract the skeleton when ``ref_pose`` is None, segment the
+        person, build masks, fills and meshes. Returns the state :meth:`render` takes."""
+        img = np.asarray(ref_image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            from csg.errors import InputError
+
+            raise InputError(f"reference image: expected (H, W, 3) uint8 RGB, got {img.shape} "
+                             f"{img.dtype}")
+        if ref_pose is not None:
+            check_inputs(ref_image, ref_pose)  # non-empty, canvas == photo size
+        ref_pose = reference_pose_for(ref_image, ref_pose)
+        ref_pose = ref_pose.frame(0) if len(ref_pose) > 1 else ref_pose
         person = None
         if self.config.segment:
             from .segment import person_mask
 
             person = person_mask(ref_image)
-        return build_rig(ref_image, ref_pose, self.config, person)
+        return WarpState(build_rig(ref_image, ref_pose, self.config, person), ref_pose)
 
-    def render(self, ref_image: np.ndarray, poses: PoseSequence, *,
-               ref_pose: PoseSequence | None = None, audio: np.ndarray | None = None,
-               generator: Any = None, callback: ProgressCallback | None = None,
-               progress: bool = True) -> Iterator[np.ndarray]:
-        """Yield (n, H, W, 3) uint8 windows of at most ``config.window`` frames (see base)."""
-        check_inputs(ref_image, poses, ref_pose)
-        ref_pose = reference_pose_for(ref_image, ref_pose)
-        if (ref_pose.height, ref_pose.width) != ref_image.shape[:2]:
-            raise CanvasMismatchError(f"reference pose: canvas {ref_pose.width}x{ref_pose.height} "
-                                      f"differs from the photo {ref_image.shape[1]}x"
-                                      f"{ref_image.shape[0]}")
-        drive = self.driving_poses(poses, ref_pose)
-        rig = self.prepare(ref_image, ref_pose)
+    def render(self, state: WarpState | np.ndarray, poses: PoseSequence, *,
+               audio: np.ndarray | None = None, generator: Any = None,
+               callback: ProgressCallback | None = None, progress: bool = True,
+               chunk: int | None = None, ref_pose: PoseSequence | None = None,
+               ) -> Iterator[np.ndarray]:
+        """Yield (n, H, W, 3) uint8 arrays of at most ``chunk`` frames, ``len(poses)`` in all.
+
+        state: from :meth:`prepare`. (Transition: a photo array is still accepted, with
+        ``ref_pose=``, and prepared on the fly; v1 callers keep working until they move to v2.)
+        audio and generator are accepted and ignored (the warp is deterministic).
+        """
+        if not isinstance(state, WarpState):
+            state = self.prepare(state, ref_pose)
+        elif ref_pose is not None:
+            raise TypeError("render(state, poses): ref_pose belongs to prepare()")
+        chunk = int(chunk or self.config.window)
+        if len(poses) == 0:
+            from csg.errors import InputError
+
+            raise InputError("pose: the sequence has no frames")
+        h, w = state.size_hw
+        if (poses.height, poses.width) != (h, w):
+            raise CanvasMismatchError(
+                f"pose: canvas is {poses.width}x{poses.height} (width x height) but the reference "
+                f"photo is {w}x{h}; generate the skeleton for this photo, or fit it onto the photo "
+                "with `csg render --retarget`")
+        drive = self.driving_poses(poses, state.ref_pose)
         cfg = self.config
         with ProgressBar(len(poses), progress, "warp") as bar:
-            for a, b in window_bounds(len(poses), cfg.window):
-                frames = np.stack([warp_frame(rig, drive.keypoints[t], cfg.threshold,
+            for a, b in window_bounds(len(poses), chunk):
+                frames = np.stack([warp_frame(state.rig, drive.keypoints[t], cfg.threshold,
                                               cfg.mouth_ramp, cfg.map_stride)
                                    for t in range(a, b)])
                 bar.update(b - a)
                 if callback is not None:
                     callback(b, len(poses))
                 yield frames
+
+
+def warp_factory(*, device: str = "cpu", dtype: str | None = None, **options: Any) -> WarpRenderer:
+    """Registry factory (protocol v2): ``device`` / ``dtype`` accepted and ignored; ``options`` are
+    :class:`WarpConfig` fields (strict), or ``config=WarpConfig(...)``."""
+    from csg.config import from_dict
+
+    if isinstance(options.get("config"), WarpConfig) and len(options) == 1:
+        return WarpRenderer(options["config"])
+    return WarpRenderer(from_dict(WarpConfig, options, "renderer options (WarpConfig)"))

@@ -43,17 +43,38 @@ def real_photo():
 def test_identity_reproduces_the_real_photo(real_photo):
     img, ref = real_photo
     poses = ref.replace(keypoints=np.repeat(ref.keypoints, 3, 0))
-    out = np.concatenate(list(WarpRenderer(WarpConfig(segment=True)).render(
-        img, poses, ref_pose=ref, progress=False)))
+    r = WarpRenderer(WarpConfig(segment=True))
+    state = r.prepare(img, ref)  # protocol v2: the rig once per photo
+    out = np.concatenate(list(r.render(state, poses, progress=False, chunk=2)))
     assert out.shape == (3, *img.shape)
     assert min(psnr(f, img) for f in out) >= 35.0
     # a small nudge of the head still stays close, but is not the identity
     nudged = ref.keypoints.copy()
     nudged[0, K.FACE, 0] += 1.5
-    moved = WarpRenderer(WarpConfig()).render(img, ref.replace(keypoints=nudged), ref_pose=ref,
-                                              progress=False)
+    moved = r.render(state, ref.replace(keypoints=nudged), progress=False)
     frame = next(iter(moved))[0]
     assert 25.0 < psnr(frame, img) < float("inf")  # arms now sit on the inpainted base
+
+
+def test_v2_protocol_chunks_factory_and_canvas_check():
+    from pose2video import get_renderer
+    from pose2video.base import CanvasMismatchError
+    from pose2video.warp import WarpState, warp_factory
+
+    img = _textured(96, 128)
+    ref = make_reference_pose(96, 128)
+    r = warp_factory(device="cuda", dtype="float16", segment=False)  # both ignored
+    assert (r.window, r.overlap) == (1, 0)
+    state = r.prepare(img, ref)
+    assert isinstance(state, WarpState)
+    poses = make_moving_pose(7, 96, 128)
+    chunks = list(r.render(state, poses, chunk=3, progress=False))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    again = np.concatenate(list(r.render(state, poses, chunk=16, progress=False)))
+    np.testing.assert_array_equal(np.concatenate(chunks), again)  # chunking changes nothing
+    with pytest.raises(CanvasMismatchError):
+        next(iter(r.render(state, make_moving_pose(2, 50, 128), progress=False)))
+    assert isinstance(get_renderer("warp", segment=False), WarpRenderer)
 
 
 def test_retarget_identity_and_invariance():
