@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioError, require_file
+from .errors import AudioError, ConfigError, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,9 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
     if info.frames == 0 or info.samplerate <= 0:
         raise AudioError(f"{p}: audio is empty (0 samples)")
     seconds = info.frames / info.samplerate
+    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ConfigError(f"{limit_name} must be a positive finite number of seconds, got "
+                         f"{max_seconds!r}")
     if max_seconds is not None and seconds > max_seconds:
         raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of "
                          f"{max_seconds:g} s; trim it or raise {limit_name}")
@@ -124,10 +127,22 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
         raise AudioError(f"{p}: audio data is unreadable or truncated ({_short(e)})")
     if data.shape[0] == 0:
         raise AudioError(f"{p}: audio is empty (0 samples)")
+    check_finite(data, file_sr, str(p))
     wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     wav = resample(wav, file_sr, sr)
     logger.debug("loaded %s: %.2f s, %d Hz -> %d Hz", p, seconds, file_sr, sr)
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def check_finite(wav: np.ndarray, sr: int, source: str = "audio") -> np.ndarray:
+    """Raise :class:`AudioError` if ``wav`` holds NaN or infinite samples (a broken float file)."""
+    bad = ~np.isfinite(np.asarray(wav))
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise AudioError(f"{source}: audio has {int(bad.sum())} NaN or infinite sample(s), the "
+                         f"first at {first / sr:.3f} s; re-export it as 16-bit PCM wav or repair "
+                         "the file")
+    return wav
 
 
 def check_audible(wav: np.ndarray, sr: int, source: str = "audio", *, min_seconds: float = 0.2,

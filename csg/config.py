@@ -18,22 +18,50 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, resolving a ``base:`` chain. Raises :class:`ConfigError`."""
+MAX_CONFIG_BYTES = 1_000_000
+"""Config files larger than this are refused (they are a few hundred bytes in practice)."""
+MAX_BASE_DEPTH = 16
+"""Longest ``base:`` chain followed."""
+
+
+def read_yaml(path: str | Path, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a YAML mapping, resolving a ``base:`` chain. Raises :class:`ConfigError` for a missing,
+    binary, oversized or invalid file and for a ``base:`` chain that loops or is too long."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
+    key = str(p.resolve())
+    if key in _chain:
+        loop = " -> ".join(Path(c).name for c in (*_chain, key))
+        raise ConfigError(f"{p}: 'base:' chain loops ({loop}); remove the circular base")
+    if len(_chain) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"{p}: 'base:' chain is longer than {MAX_BASE_DEPTH} files")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{p}: config file is {p.stat().st_size} bytes, over the "
+                              f"{MAX_CONFIG_BYTES}-byte limit; is this a config?")
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (expected a YAML config)") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config ({e.strerror})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{p}: not a text file (expected a YAML config)")
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: YAML is nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
     base = data.pop("base", None)
     if base is not None:
-        data = deep_merge(read_yaml(p.parent / base), data)
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{p}: 'base' must be a file name, got {base!r}")
+        data = deep_merge(read_yaml(p.parent / base, (*_chain, key)), data)
     return data
 
 
@@ -55,8 +83,11 @@ def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = raw
+        if not key.strip() or any(not part for part in key.strip().split(".")):
+            raise ConfigError(f"override {item!r}: the key before '=' is empty or has an empty "
+                              "part")
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

@@ -25,6 +25,7 @@ import numpy as np
 from .errors import PoseFormatError
 from .keypoints import KEYPOINT_NAMES, LAYOUT, NUM_KEYPOINTS
 from .outputs import atomic_write_text  # noqa: F401 - part of this module's API
+from .validate import MAX_CANVAS_SIDE, MAX_FPS, MIN_FPS
 
 FORMAT = "csg.pose"
 VERSION = 1
@@ -105,11 +106,12 @@ class PoseSequence:
                                   f"got {tuple(k.shape)}")
         if k.shape[0] == 0:
             raise PoseFormatError(f"{source}: 'frames' is empty; at least one frame is needed")
-        if not (math.isfinite(self.fps) and self.fps > 0):
-            raise PoseFormatError(f"{source}: fps must be a positive number, got {self.fps}")
-        if self.width <= 0 or self.height <= 0:
-            raise PoseFormatError(f"{source}: width and height must be positive, "
-                                  f"got {self.width}x{self.height}")
+        if not (math.isfinite(self.fps) and MIN_FPS <= self.fps <= MAX_FPS):
+            raise PoseFormatError(f"{source}: fps must be a positive number in "
+                                  f"[{MIN_FPS:g}, {MAX_FPS:g}], got {self.fps}")
+        if not (0 < self.width <= MAX_CANVAS_SIDE and 0 < self.height <= MAX_CANVAS_SIDE):
+            raise PoseFormatError(f"{source}: width and height must be positive, at most "
+                                  f"{MAX_CANVAS_SIDE} pixels, got {self.width}x{self.height}")
         bad = ~np.isfinite(k)
         if bad.any():
             t, j, c = (int(v) for v in np.argwhere(bad)[0])
@@ -180,6 +182,9 @@ class PoseSequence:
         for key in ("fps", "width", "height"):
             if isinstance(d[key], bool) or not isinstance(d[key], (int, float)):
                 raise PoseFormatError(f"{source}: {key} must be a number, got {d[key]!r}")
+        for key in ("fps", "width", "height"):
+            if not math.isfinite(float(d[key])):
+                raise PoseFormatError(f"{source}: {key} must be a finite number, got {d[key]!r}")
         for key in ("width", "height"):
             if float(d[key]) != int(d[key]):
                 raise PoseFormatError(f"{source}: {key} must be a whole number, got {d[key]!r}")
@@ -207,6 +212,9 @@ class PoseSequence:
         except json.JSONDecodeError as e:
             raise PoseFormatError(f"{p}: invalid JSON at line {e.lineno}, column {e.colno}: "
                                   f"{e.msg}") from None
+        except RecursionError:
+            raise PoseFormatError(f"{p}: JSON is nested too deeply (a csg.pose file has 4 "
+                                  "levels)") from None
         return cls.from_dict(d, str(p))
 
 

@@ -6,9 +6,11 @@ one line on stderr and a non-zero exit; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 import click
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:  # third-party deprecation noise would break the one-line-error promise
         warnings.filterwarnings("ignore", category=UserWarning, module="google.protobuf")
         warnings.filterwarnings("ignore", category=FutureWarning)
+    previous = _handle_sigterm()
     try:
         rv = cli.main(args=args, prog_name="csg", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return 130
+    except Terminated:
+        click.echo("error: terminated (SIGTERM); nothing was written", err=True)
+        return 143
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         return 130
@@ -139,12 +145,63 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"error: {_one_line(e)}", err=True)
         return e.exit_code
+    except OSError as e:  # a full disk or similar outside the outputs' own handling
+        if debug:
+            raise
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            click.echo(f"error: {os.strerror(e.errno)}"
+                       + (f" ({e.filename})" if getattr(e, "filename", None) else "")
+                       + "; free some space and run again", err=True)
+            return 1
+        click.echo(f"error: unexpected {type(e).__name__}: {_one_line(e)} "
+                   "(rerun with --debug for the traceback)", err=True)
+        return 1
+    except RecursionError:
+        if debug:
+            raise
+        click.echo("error: input is nested too deeply to read (a JSON or YAML file with "
+                   "thousands of nested levels?)", err=True)
+        return 2
     except Exception as e:  # noqa: BLE001 - the CLI must never print a traceback by default
         if debug:
             raise
         click.echo(f"error: unexpected {type(e).__name__}: {_one_line(e)} "
                    "(rerun with --debug for the traceback)", err=True)
         return 1
+    finally:
+        _restore_sigterm(previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``with`` block (temporary outputs, locks) unwinds."""
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
+def _handle_sigterm():
+    """Make SIGTERM behave like SIGINT while a command runs (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # pragma: no cover - embedded interpreters
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is None:
+        return
+    try:
+        signal.signal(signal.SIGTERM, previous)
+    except (ValueError, OSError):  # pragma: no cover
+        pass
 
 
 def _one_line(e: BaseException) -> str:
