@@ -26,7 +26,7 @@ lock:
 	.lock-venv/bin/python -m pip install -q --upgrade pip
 	.lock-venv/bin/python -m pip install -q -e ".[$(EXTRAS)]"
 	{ sed -n '1,3p' $(LOCK); .lock-venv/bin/python -m pip freeze --all --exclude-editable \
-	  | grep -v '^#' | grep -vi '^\(setuptools\|wheel\)==' | sort -f; } > $(LOCK).new
+	  | grep -v '^#' | sort -f; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK) && rm -rf .lock-venv
 	@echo "wrote $(LOCK); run make test before committing it"
 
