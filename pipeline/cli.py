@@ -16,21 +16,6 @@ def _outputs(out: Path, pose_out: Path | None) -> dict[str, Path]:
             "run": out.with_name(stem + ".run.json")}
 
 
-def check_outputs(paths: dict[str, Path], overwrite: bool) -> None:
-    """Create the output folders, then refuse existing outputs (without ``overwrite``) and
-    unwritable folders, before any work."""
-    from csg.errors import OutputError
-    from csg.outputs import check_output_path
-
-    for p in paths.values():
-        folder = p.parent if str(p.parent) else Path(".")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"{folder}: cannot create the output folder ({e.strerror})") from None
-        check_output_path(p, overwrite=overwrite)
-
-
 def package_versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -65,15 +50,24 @@ def package_versions() -> dict[str, str]:
               help="Run config YAML [default: configs/default.yaml].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set stage1.steps=10 (repeatable).")
-@click.option("--seed", type=int, default=None, help="Random seed [default: config seed].")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--seed", type=int, default=None,
+              help="Random seed, 0 .. 2**64-1 [default: config seed]; each stage derives its own "
+                   "generator from it.")
+@click.option("--device", default=None, help="torch device: cpu, cuda, cuda:N [default: config].")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--quiet", is_flag=True, help="No progress bars or summary.")
 def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkpoint, config_path,
         overrides, seed, device, overwrite, quiet):
     """Photo + speech -> video of the person speaking with gestures."""
+    from csg import validate as V
+    from csg.errors import require_file
+    from csg.outputs import OutputSet
     from pipeline.config import load_run_config
 
+    if seed is not None:
+        V.seed(seed)
+    if device is not None:
+        device = V.device(device)
     sets = list(overrides)
     for key, value in (("seed", seed), ("device", device), ("render.renderer", renderer),
                        ("stage1.guidance", guidance), ("stage1.checkpoint", checkpoint)):
@@ -82,9 +76,15 @@ def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkp
     cfg = load_run_config(config_path, sets)
     out = out or Path(f"{Path(ref).stem}_{Path(audio).stem}.mp4")
     paths = _outputs(out, pose_out)
-    check_outputs(paths, overwrite)
-    record = execute(cfg, ref, audio, paths, pose_in=pose_in, ref_pose_path=ref_pose,
-                     overwrite=overwrite, quiet=quiet)
+    inputs = {"--ref": ref, "--audio": audio, "--pose": pose_in, "--ref-pose": ref_pose,
+              "--config": config_path}
+    outputs = OutputSet({"-o": paths["video"], "--pose-out": paths["pose"],
+                         "run record": paths["run"]}, overwrite=overwrite, inputs=inputs)
+    require_file(ref, "photo")
+    require_file(audio, "audio file")
+    with outputs:
+        record = execute(cfg, ref, audio, outputs, pose_in=pose_in, ref_pose_path=ref_pose,
+                         quiet=quiet)
     if not quiet:
         t = record["timings"]
         click.echo(f"wrote {paths['video']} ({record['frames']} frames, {record['seconds']:.2f} s) "
@@ -92,73 +92,78 @@ def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkp
                    f"skeleton {paths['pose']}; record {paths['run']}")
 
 
-def execute(cfg, ref: Path, audio: Path, paths: dict[str, Path], *, pose_in=None,
-            ref_pose_path=None, overwrite=False, quiet=False) -> dict:
-    """Run both stages and write the outputs; returns the run record."""
-    import torch
-
-    from csg.audio import check_audible, load_audio, num_frames_for
+def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path=None,
+            quiet=False) -> dict:
+    """Run both stages through :class:`pipeline.CoSpeechPipeline` and write the outputs into the
+    temporary files of ``outputs`` (a :class:`csg.outputs.OutputSet` keyed ``-o``, ``--pose-out``,
+    ``run record``, committed by the caller); returns the run record."""
+    from csg.audio import SAMPLE_RATE, check_audible, load_audio, num_frames_for
     from csg.config import to_dict
-    from csg.errors import CsgError
     from csg.image import load_image
-    from csg.pose import PoseSequence, atomic_write_text
+    from csg.pose import PoseSequence
     from csg.video import VideoWriter
-    from pipeline.pipeline import CoSpeechPipeline, check_pose_matches, working_size
+    from pipeline.pipeline import CoSpeechPipeline, check_pose_matches
 
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise CsgError("--device cuda was asked for, but no CUDA device is available")
-    image = load_image(ref)
-    lim = cfg.limits
-    wav = load_audio(audio, 16000, max_seconds=lim.max_audio_seconds,
-                     limit_name="limits.max_audio_seconds (--set limits.max_audio_seconds=N)")
-    check_audible(wav, 16000, str(audio), min_seconds=lim.min_audio_seconds)
-    sr = 16000
     pipe = CoSpeechPipeline.from_config(cfg)
-    generator = torch.Generator("cpu").manual_seed(cfg.seed)
-
-    t0 = time.perf_counter()
+    pipe.renderer()  # a bad renderer name or option fails here, before any stage
+    lim = cfg.limits
+    wav = load_audio(audio, SAMPLE_RATE, max_seconds=lim.max_audio_seconds,
+                     limit_name="limits.max_audio_seconds (--set limits.max_audio_seconds=N)")
+    check_audible(wav, SAMPLE_RATE, str(audio), min_seconds=lim.min_audio_seconds)
+    image = load_image(ref)
+    ref_pose = poses = None
     if ref_pose_path is not None:
         ref_pose = PoseSequence.load(ref_pose_path).frame(0)
         check_pose_matches(ref_pose, image.shape[:2], str(ref_pose_path))
-    else:
-        ref_pose = pipe.extract_reference(image)
-    timings["extract"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
     if pose_in is not None:
         poses = PoseSequence.load(pose_in)
         check_pose_matches(poses, image.shape[:2], str(pose_in))
-        _say_length_policy(poses, num_frames_for(len(wav), sr, poses.fps), len(wav) / sr, pose_in,
-                           quiet)
-    else:
-        poses = pipe.generate_poses(wav, sr, ref_pose, generator=generator, progress=not quiet)
-    timings["audio2pose"] = time.perf_counter() - t0
-
+        _say_length_policy(poses, num_frames_for(len(wav), SAMPLE_RATE, poses.fps),
+                           len(wav) / SAMPLE_RATE, pose_in, quiet)
+    result = pipe(image, wav, sr=SAMPLE_RATE, ref_pose=ref_pose, poses=poses, seed=cfg.seed,
+                  progress=not quiet, output_type="iterator")
+    poses, timings = result.poses, dict(result.timings)
+    timings.setdefault("audio2pose", 0.0)
     t0 = time.perf_counter()
-    h, w = working_size(image.shape[0], image.shape[1], cfg.render.max_side)
-    frames = pipe.render_frames(image, poses, ref_pose, generator=generator, audio=wav,
-                                progress=not quiet)
-    with VideoWriter(paths["video"], poses.fps, (h, w), audio=wav, audio_sr=sr,
-                     overwrite=overwrite, preset="veryfast") as writer:
-        for window in frames:
-            for frame in window:
+    n = 0
+    with VideoWriter(outputs.temp("-o"), poses.fps, _first_hw(result), audio=wav,
+                     audio_sr=SAMPLE_RATE, overwrite=True, preset="veryfast") as writer:
+        for chunk in result.frames:
+            for frame in chunk:
                 writer.write(frame)
+            n += len(chunk)
     timings["render"] = time.perf_counter() - t0
+    if n != poses.num_frames:
+        from csg.errors import CsgError
 
+        raise CsgError(f"renderer {cfg.render.renderer!r} produced {n} frames for "
+                       f"{poses.num_frames} skeletons; nothing was written")
     poses.meta.update({"audio": str(audio), "reference": str(ref), "seed": cfg.seed})
-    poses.save(paths["pose"])
+    poses.save(outputs.temp("--pose-out"))
     timings["total"] = time.perf_counter() - t_start
     seconds = poses.num_frames / poses.fps
+    h, w = _first_hw(result)
     record = {"format": "csg.run", "version": 1, "inputs": {"ref": str(ref), "audio": str(audio),
               "pose": str(pose_in) if pose_in else None},
-              "outputs": {k: str(v) for k, v in paths.items()},
+              "outputs": {"video": str(outputs["-o"]), "pose": str(outputs["--pose-out"]),
+                          "run": str(outputs["run record"])},
               "config": to_dict(cfg), "seed": cfg.seed, "frames": poses.num_frames,
               "seconds": seconds, "video_size_hw": [h, w], "timings": timings,
               "realtime_factor": seconds / timings["total"], "versions": package_versions()}
-    atomic_write_text(paths["run"], json.dumps(record, indent=2) + "\n")
+    outputs.temp("run record").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
+
+
+def _first_hw(result) -> tuple[int, int]:
+    """(H, W) of the rendered frames: peeks at the first chunk of an iterator output."""
+    import itertools
+
+    if not hasattr(result, "_hw"):
+        first = next(result.frames)
+        result.frames = itertools.chain([first], result.frames)
+        result._hw = tuple(first.shape[1:3])
+    return result._hw
 
 
 def _say_length_policy(poses, audio_frames: int, audio_seconds: float, source, quiet: bool):

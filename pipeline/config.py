@@ -43,13 +43,50 @@ class LimitsConfig:
 class RunConfig:
     fps: float = 25.0  # pose and video frame rate
     seed: int = 0  # fixes stage 1 and any stochastic renderer
-    device: str = "cpu"  # cpu | cuda
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps; reaches stage 1 and the renderer
     stage1: Stage1Config = field(default_factory=Stage1Config)
     render: RenderConfig = field(default_factory=RenderConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
-def load_run_config(path: str | Path | None = None, overrides=()) -> RunConfig:
-    """``configs/default.yaml`` (or ``path``), then ``key=value`` overrides."""
-    return load_config(RunConfig, path or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file()
-                                           else None), overrides)
+GUIDANCE_MODES = ("none", "sg", "dg")
+DG_FORMS = ("residual", "literal")
+
+
+def validate_run_config(cfg: RunConfig, *, check_device: bool = True) -> RunConfig:
+    """Range-check every number and name of ``cfg`` (:mod:`csg.validate`); raise
+    :class:`csg.errors.ConfigError` naming the key. Run before any work. Returns ``cfg``."""
+    from csg import validate as V
+    from csg.errors import ConfigError
+
+    V.fps(cfg.fps, "fps")
+    V.seed(cfg.seed, "seed")
+    if check_device:
+        V.device(cfg.device, "device")
+    s1 = cfg.stage1
+    V.steps(s1.steps, "stage1.steps")
+    V.cfg_scale(s1.cfg_scale, "stage1.cfg_scale")
+    for name in ("lambda_nonface", "lambda_face", "lambda_diff"):
+        V.guidance_weight(getattr(s1, name), f"stage1.{name}")
+    V.fraction(s1.guided_fraction, "stage1.guided_fraction")
+    if s1.guidance not in GUIDANCE_MODES:
+        raise ConfigError(f"stage1.guidance must be one of {', '.join(GUIDANCE_MODES)}, got "
+                          f"{s1.guidance!r}")
+    if s1.dg_form not in DG_FORMS:
+        raise ConfigError(f"stage1.dg_form must be one of {', '.join(DG_FORMS)}, got "
+                          f"{s1.dg_form!r}")
+    V.integer(cfg.render.max_side, "render.max_side", low=0, high=V.MAX_CANVAS_SIDE)
+    if not cfg.render.renderer:
+        raise ConfigError("render.renderer must name a renderer (see `csg renderers`)")
+    V.audio_seconds(cfg.limits.max_audio_seconds, "limits.max_audio_seconds")
+    V.finite(cfg.limits.min_audio_seconds, "limits.min_audio_seconds", low=0.0,
+             high=cfg.limits.max_audio_seconds)
+    return cfg
+
+
+def load_run_config(path: str | Path | None = None, overrides=(), *,
+                    check_device: bool = True) -> RunConfig:
+    """``configs/default.yaml`` (or ``path``), then ``key=value`` overrides; validated."""
+    cfg = load_config(RunConfig, path or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file()
+                                          else None), overrides)
+    return validate_run_config(cfg, check_device=check_device)

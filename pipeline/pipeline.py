@@ -3,11 +3,16 @@
 ::
 
     pipe = CoSpeechPipeline.from_pretrained()          # embedded defaults, no download
-    out = pipe(image, wav, sr=16000, generator=torch.Generator().manual_seed(0))
+    out = pipe(image, wav, sr=16000, seed=0)
     out.poses.save("talk.pose.json"); out.frames        # (T, H, W, 3) uint8
 
 Skeletons are on the canvas of the photo as given (so an edited JSON matches the photo the user
 has); the renderer works on a copy resized to ``render.max_side`` and the poses are scaled to it.
+
+Randomness: stage 1 and stage 2 each get their own generator derived from one seed
+(:mod:`csg.seeds`), so re-rendering an edited skeleton with the same seed uses the same stage-2
+noise as the run that produced it. The renderer follows protocol v2 (``prepare`` once per photo,
+then ``render(state, poses, audio at 16 kHz, generator, callback, chunk)``).
 """
 from __future__ import annotations
 
@@ -20,43 +25,29 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from csg.canvas import rescale_pose, resize_to_working, working_size  # noqa: F401 - API
 from csg.config import to_dict
 from csg.errors import CsgError, InputError, WeightsNotFoundError
-from csg.pose import PoseSequence, atomic_write_text
+from csg.outputs import atomic_write_text
+from csg.pose import PoseSequence
 
-from .config import RunConfig, load_run_config
+from .config import RunConfig, load_run_config, validate_run_config
 
 logger = logging.getLogger(__name__)
 PIPELINE_FILE = "csg_pipeline.json"
+"""The component index written by :meth:`CoSpeechPipeline.save_pretrained` (cf. diffusers'
+``model_index.json``)."""
+INDEX_VERSION = 2
 
 
 @dataclass
 class CoSpeechOutput:
     """What a run produced. ``frames`` is (T, H, W, 3) uint8, or an iterator of (n, H, W, 3)
-    windows when ``output_type="iterator"`` (bounded memory for long inputs)."""
+    chunks when ``output_type="iterator"`` (bounded memory for long inputs)."""
 
     poses: PoseSequence
     frames: Any
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """(H, W) of the photo resized so the longer side is <= ``max_side``, both sides even.
-
-    ``max_side = 0`` keeps the size (rounded down to even, which H.264 needs).
-    """
-    scale = 1.0 if max_side <= 0 else min(1.0, max_side / max(height, width))
-    h = max(2, int(round(height * scale)) // 2 * 2)
-    w = max(2, int(round(width * scale)) // 2 * 2)
-    return h, w
-
-
-def rescale_pose(pose: PoseSequence, height: int, width: int) -> PoseSequence:
-    """Map keypoints from ``pose``'s canvas onto a ``height`` x ``width`` canvas (scores kept)."""
-    k = pose.keypoints.copy()
-    k[..., 0] *= width / pose.width
-    k[..., 1] *= height / pose.height
-    return pose.replace(keypoints=k, width=width, height=height)
 
 
 def check_pose_matches(pose: PoseSequence, image_hw: tuple[int, int], source: str) -> None:
@@ -68,16 +59,40 @@ def check_pose_matches(pose: PoseSequence, image_hw: tuple[int, int], source: st
                          "generate the skeleton with it")
 
 
+def resolve_renderer_options(name: str, config: str | Path | None) -> dict[str, Any]:
+    """The renderer's keyword options, resolved the same way for ``csg run`` and ``csg render``:
+    the YAML file ``config`` if given, else ``configs/pose2video/<name>.yaml`` when packaged, else
+    the renderer's defaults."""
+    from pose2video.cli import renderer_options
+
+    return renderer_options(name, None if config is None else str(config))
+
+
+@dataclass
+class Prepared:
+    """The photo at the working size, its skeleton there, and the renderer's state for it."""
+
+    image: np.ndarray
+    ref_pose: PoseSequence
+    state: Any
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+
 class CoSpeechPipeline:
     """Holds the stage-1 model (loaded on first use), its sync classifiers and a renderer."""
 
     def __init__(self, *, config: RunConfig | None = None, audio2pose: Any = None,
-                 renderer: Any = None, stage1_dir: str | Path | None = None):
-        self.config = config or load_run_config()
+                 renderer: Any = None, stage1_dir: str | Path | None = None,
+                 renderer_options: dict[str, Any] | None = None):
+        self.config = validate_run_config(config or load_run_config(), check_device=False)
         self._audio2pose = audio2pose
         self._renderers: dict[str, Any] = {}
         if renderer is not None:
             self._renderers[getattr(renderer, "name", self.config.render.renderer)] = renderer
+        self._renderer_options = dict(renderer_options) if renderer_options is not None else None
         self.stage1_dir = Path(stage1_dir) if stage1_dir else None
 
     # --- construction ---------------------------------------------------------------------------
@@ -87,7 +102,7 @@ class CoSpeechPipeline:
         """From a :class:`RunConfig`, a YAML path, or ``configs/default.yaml``; ``overrides`` are
         ``key=value`` strings. Models are loaded lazily, on first use."""
         if not isinstance(config, RunConfig):
-            config = load_run_config(config, overrides)
+            config = load_run_config(config, overrides, check_device=False)
         elif overrides:
             from csg.config import replace_config
 
@@ -97,24 +112,43 @@ class CoSpeechPipeline:
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path | None = None,
                         config: RunConfig | None = None, **components: Any) -> "CoSpeechPipeline":
-        """A folder written by :meth:`save_pretrained`, a stage-1 checkpoint folder, a hub id
+        """A folder written by :meth:`save_pretrained` (its component index names stage 1, the
+        classifiers and the renderer with its options), a stage-1 checkpoint folder, a hub id
         already in the local cache, or ``None`` for the embedded defaults."""
-        config = config or load_run_config()
+        config = config or load_run_config(check_device=False)
         if path_or_id is None:
             return cls(config=config, **components)
         folder = _resolve_folder(path_or_id)
         spec = folder / PIPELINE_FILE
-        if spec.is_file():
-            data = json.loads(spec.read_text())
-            from csg.config import from_dict
+        if not spec.is_file():
+            return cls(config=config, stage1_dir=folder, **components)
+        from csg.config import from_dict
 
-            saved = from_dict(RunConfig, data.get("run_config", {}), str(spec))
-            return cls(config=saved, stage1_dir=folder / data.get("audio2pose", "audio2pose"),
-                       **components)
-        return cls(config=config, stage1_dir=folder, **components)
+        try:
+            data = json.loads(spec.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise WeightsNotFoundError(f"{spec}: unreadable component index ({e})") from None
+        if not isinstance(data, dict) or data.get("format") != "csg.pipeline":
+            raise WeightsNotFoundError(f"{spec}: not a csg pipeline index")
+        saved = from_dict(RunConfig, data.get("run_config", {}), str(spec))
+        stage1 = folder / data.get("audio2pose", "audio2pose")
+        if not stage1.is_dir():
+            raise WeightsNotFoundError(f"{spec}: its stage-1 folder {stage1} is missing")
+        for region, rel in (data.get("classifiers") or {}).items():
+            if not (folder / rel).is_dir():
+                raise WeightsNotFoundError(f"{spec}: the {region} classifier folder "
+                                           f"{folder / rel} is missing")
+        rend = data.get("renderer") or {}
+        if rend.get("name"):
+            saved = replace(saved, render=replace(saved.render, renderer=rend["name"],
+                                                  config=None))
+        components.setdefault("renderer_options", rend.get("options"))
+        return cls(config=saved, stage1_dir=stage1, **components)
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write the stage-1 model, its classifiers and the run config to ``folder``."""
+        """Write the stage-1 model with its classifiers, and a component index
+        (:data:`PIPELINE_FILE`: stage 1, the classifiers, the renderer's name, options and weights,
+        the run config) that :meth:`from_pretrained` reads back."""
         import shutil
 
         folder = Path(folder)
@@ -124,10 +158,19 @@ class CoSpeechPipeline:
         if dst.exists():
             shutil.rmtree(dst)
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.md"))
-        cfg = replace(self.config, stage1=replace(self.config.stage1, checkpoint=None))
-        atomic_write_text(folder / PIPELINE_FILE, json.dumps(
-            {"format": "csg.pipeline", "version": 1, "audio2pose": "audio2pose",
-             "run_config": to_dict(cfg)}, indent=2) + "\n")
+        classifiers = {region: f"audio2pose/{sub}" for region, sub in
+                       (("face", "classifier_face"), ("nonface", "classifier_nonface"))
+                       if (dst / sub).is_dir()}
+        name = self.config.render.renderer
+        options = _jsonable(self.renderer_options(), "renderer options")
+        cfg = replace(self.config, stage1=replace(self.config.stage1, checkpoint=None),
+                      render=replace(self.config.render, config=None))
+        index = {"format": "csg.pipeline", "version": INDEX_VERSION,
+                 "audio2pose": "audio2pose", "classifiers": classifiers,
+                 "renderer": {"name": name, "options": options,
+                              "weights": _renderer_weights(options)},
+                 "run_config": to_dict(cfg)}
+        atomic_write_text(folder / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
         return folder
 
     # --- components -----------------------------------------------------------------------------
@@ -150,16 +193,24 @@ class CoSpeechPipeline:
                                                                   device=self.config.device)
         return self._audio2pose
 
-    def renderer(self, name: str | None = None):
-        """The renderer ``name`` (default: the config's), built once from the registry."""
-        from pose2video import get_renderer
+    def renderer_options(self) -> dict[str, Any]:
+        """Options of the configured renderer (see :func:`resolve_renderer_options`)."""
+        if self._renderer_options is None:
+            self._renderer_options = resolve_renderer_options(self.config.render.renderer,
+                                                              self.config.render.config)
+        return dict(self._renderer_options)
 
+    def renderer(self, name: str | None = None):
+        """The renderer ``name`` (default: the config's), built once from the registry with its
+        options and ``device=config.device``. Building validates the options, so calling this
+        first makes a bad option fail before any stage runs."""
         name = name or self.config.render.renderer
         if name not in self._renderers:
-            kwargs: dict[str, Any] = {}
-            if self.config.render.config and name == self.config.render.renderer:
-                kwargs["config"] = self.config.render.config
-            self._renderers[name] = get_renderer(name, **kwargs)
+            options = (self.renderer_options() if name == self.config.render.renderer
+                       else resolve_renderer_options(name, None))
+            from pose2video.cli import build_renderer
+
+            self._renderers[name] = build_renderer(name, self.config.device, options)
         return self._renderers[name]
 
     def guide(self, mode: str | None = None):
@@ -179,6 +230,14 @@ class CoSpeechPipeline:
                           guided_fraction=s1.guided_fraction, device=self.config.device,
                           dg_form=s1.dg_form)
 
+    def generators(self, seed: int | None = None) -> dict[str, Any]:
+        """``{"audio2pose": ..., "render": ...}``: one CPU ``torch.Generator`` per stage derived
+        from ``seed`` (default: the config's) by :func:`csg.seeds.stage_generator`."""
+        from csg.seeds import stage_generator
+
+        seed = self.config.seed if seed is None else int(seed)
+        return {stage: stage_generator(seed, stage) for stage in ("audio2pose", "render")}
+
     # --- stages ---------------------------------------------------------------------------------
     def extract_reference(self, image: np.ndarray) -> PoseSequence:
         """The reference skeleton of the photo (MediaPipe, bundled weights)."""
@@ -191,35 +250,78 @@ class CoSpeechPipeline:
                        callback: Callable | None = None) -> PoseSequence:
         """Stage 1: speech -> skeletons on the reference canvas, T = round(duration * fps)."""
         s1 = self.config.stage1
+        if generator is None:
+            generator = self.generators()["audio2pose"]
         ref = ref_pose.frame(0).replace(fps=self.config.fps)
         return self.audio2pose(wav, sr, ref, steps=s1.steps, cfg_scale=s1.cfg_scale,
                                generator=generator, guide=self.guide(guidance),
                                progress=progress, callback=callback)
 
-    def render_frames(self, image: np.ndarray, poses: PoseSequence, ref_pose: PoseSequence, *,
-                      renderer: str | None = None, generator=None, audio=None,
-                      progress: bool = True, callback: Callable | None = None
-                      ) -> Iterator[np.ndarray]:
-        """Stage 2: yields (n, h, w, 3) uint8 windows at the working size."""
-        import cv2
+    def prepare(self, image: np.ndarray, ref_pose: PoseSequence, *,
+                renderer: str | None = None) -> Prepared:
+        """Once per photo: resize it to the working size, scale its skeleton there and let the
+        renderer build its state (protocol v2 ``prepare``)."""
+        check_pose_matches(ref_pose, image.shape[:2], "reference pose")
+        work = resize_to_working(image, self.config.render.max_side)
+        h, w = work.shape[:2]
+        ref_work = rescale_pose(ref_pose.frame(0), h, w)
+        state = self.renderer(renderer).prepare(work, ref_work)
+        return Prepared(work, ref_work, state)
 
-        h, w = working_size(image.shape[0], image.shape[1], self.config.render.max_side)
-        work = image if (h, w) == image.shape[:2] else cv2.resize(image, (w, h),
-                                                                 interpolation=cv2.INTER_AREA)
+    def render_frames(self, image: np.ndarray | Prepared, poses: PoseSequence,
+                      ref_pose: PoseSequence | None = None, *, renderer: str | None = None,
+                      generator=None, audio: np.ndarray | None = None, sr: int = 16000,
+                      progress: bool = True, callback: Callable | None = None,
+                      chunk: int = 16) -> Iterator[np.ndarray]:
+        """Stage 2: yields (n, h, w, 3) uint8 chunks at the working size.
+
+        ``image`` is the photo (then ``ref_pose`` is its skeleton on the photo's canvas) or what
+        :meth:`prepare` returned. ``poses`` are on the photo's canvas; ``audio`` (N,) at ``sr`` is
+        handed to the renderer at 16 kHz, aligned with frame 0.
+        """
+        from csg.audio import SAMPLE_RATE, resample
+
+        if isinstance(image, Prepared):
+            prepared = image
+        else:
+            if ref_pose is None:
+                ref_pose = self.extract_reference(image)
+            check_pose_matches(poses, image.shape[:2], "poses")
+            prepared = self.prepare(image, ref_pose, renderer=renderer)
+        if generator is None:
+            generator = self.generators()["render"]
+        if audio is not None:
+            audio = resample(np.asarray(audio, np.float32), int(sr), SAMPLE_RATE)
+        h, w = prepared.size_hw
         yield from self.renderer(renderer).render(
-            work, rescale_pose(poses, h, w), ref_pose=rescale_pose(ref_pose, h, w), audio=audio,
-            generator=generator, callback=callback, progress=progress)
+            prepared.state, rescale_pose(poses, h, w), audio=audio, generator=generator,
+            callback=callback, progress=progress, chunk=chunk)
 
     def __call__(self, ref_image: np.ndarray, audio: np.ndarray, *, sr: int = 16000,
                  ref_pose: PoseSequence | None = None, poses: PoseSequence | None = None,
-                 generator=None, renderer: str | None = None, guidance: str | None = None,
+                 seed: int | None = None, generator=None, render_generator=None,
+                 renderer: str | None = None, guidance: str | None = None,
                  callback: Callable | None = None, progress: bool = False,
-                 output_type: str = "np") -> CoSpeechOutput:
-        """Run both stages. ``poses`` skips stage 1 (the edit-and-re-render workflow)."""
+                 output_type: str = "np", chunk: int = 16) -> CoSpeechOutput:
+        """Run both stages. ``poses`` skips stage 1 (the edit-and-re-render workflow).
+
+        Randomness: ``seed`` (default: the config's) gives each stage its own generator
+        (:meth:`generators`); ``generator`` / ``render_generator`` replace stage 1's / stage 2's.
+        ``output_type="iterator"`` returns the frames as a lazy iterator of chunks; the renderer is
+        built (its options validated) and the photo prepared before this returns.
+        """
+        if output_type not in ("np", "iterator"):
+            raise ValueError(f"output_type must be 'np' or 'iterator', got {output_type!r}")
+        gens = self.generators(seed)
+        generator = gens["audio2pose"] if generator is None else generator
+        render_generator = gens["render"] if render_generator is None else render_generator
+        self.renderer(renderer)  # fail on a bad renderer or option before any stage runs
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if ref_pose is None:
             ref_pose = self.extract_reference(ref_image)
+        else:
+            check_pose_matches(ref_pose, ref_image.shape[:2], "reference pose")
         timings["extract"] = time.perf_counter() - t0
         if poses is None:
             t0 = time.perf_counter()
@@ -228,17 +330,46 @@ class CoSpeechPipeline:
             timings["audio2pose"] = time.perf_counter() - t0
         else:
             check_pose_matches(poses, ref_image.shape[:2], "poses")
-        frames = self.render_frames(ref_image, poses, ref_pose, renderer=renderer,
-                                    generator=generator, audio=audio, progress=progress,
-                                    callback=callback)
+        t0 = time.perf_counter()
+        prepared = self.prepare(ref_image, ref_pose, renderer=renderer)
+        timings["prepare"] = time.perf_counter() - t0
+        frames = self.render_frames(prepared, poses, renderer=renderer,
+                                    generator=render_generator, audio=audio, sr=sr,
+                                    progress=progress, callback=callback, chunk=chunk)
         if output_type == "iterator":
             return CoSpeechOutput(poses, frames, timings)
-        if output_type != "np":
-            raise ValueError(f"output_type must be 'np' or 'iterator', got {output_type!r}")
         t0 = time.perf_counter()
         stacked = np.concatenate(list(frames), axis=0)
         timings["render"] = time.perf_counter() - t0
         return CoSpeechOutput(poses, stacked, timings)
+
+
+def _jsonable(options: dict[str, Any], what: str) -> dict[str, Any]:
+    """``options`` as plain JSON values (dataclasses as dicts, paths as strings)."""
+    def conv(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): conv(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            return v
+        if isinstance(v, Path):
+            return str(v)
+        import dataclasses
+
+        if dataclasses.is_dataclass(v):
+            return conv(to_dict(v))
+        raise CsgError(f"{what}: {type(v).__name__} value {v!r} cannot be saved in the component "
+                       "index")
+    return conv(options)
+
+
+def _renderer_weights(options: dict[str, Any]) -> dict[str, str]:
+    """The weight references among a renderer's options (keys naming models, checkpoints, paths
+    or hub ids), recorded in the index so a reader knows what the renderer will load."""
+    words = ("model", "weights", "checkpoint", "controlnet", "adapter", "vae", "motion", "base")
+    return {k: v for k, v in options.items()
+            if isinstance(v, str) and any(w in k.lower() for w in words)}
 
 
 def _resolve_folder(path_or_id: str | Path) -> Path:

@@ -6,18 +6,64 @@ from typing import Any
 
 import click
 
-from .base import available_renderers, get_renderer
+from . import available_renderers, get_renderer
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def renderer_options(name: str, config: str | None) -> dict[str, Any]:
-    """Keyword options for ``get_renderer(name)``: the YAML file if given, else the packaged
+    """Keyword options for ``get_renderer(name)``, resolved the same way by ``csg render
+    --config`` and ``csg run --set render.config=...``: the YAML file if given (a relative path that
+    is not found from the working folder is tried from the project root, so
+    ``configs/pose2video/warp.yaml`` works anywhere), else the packaged
     ``configs/pose2video/<name>.yaml`` when present, else the defaults."""
     from csg.config import read_yaml
 
     if config is not None:
-        return read_yaml(config)
-    packaged = Path(__file__).resolve().parent.parent / "configs" / "pose2video" / f"{name}.yaml"
+        p = Path(config)
+        if not p.is_file() and not p.is_absolute() and (PROJECT_ROOT / p).is_file():
+            p = PROJECT_ROOT / p
+        return read_yaml(p)
+    packaged = PROJECT_ROOT / "configs" / "pose2video" / f"{name}.yaml"
     return read_yaml(packaged) if packaged.is_file() else {}
+
+
+def build_renderer(name: str, device: str, options: dict[str, Any]):
+    """``get_renderer(name, device=device, **options)`` (protocol v2).
+
+    Transition (until every factory follows PROTOCOL_V2): a factory without a ``device`` keyword
+    is built without it, and a renderer without ``prepare`` is wrapped by :class:`_V1Adapter`.
+    """
+    import inspect
+
+    from . import base
+
+    spec = getattr(base, "_REGISTRY", {}).get(name)
+    takes_device = True
+    if spec is not None:
+        takes_device = "device" in inspect.signature(spec.factory).parameters
+    r = get_renderer(name, device=device, **options) if takes_device else \
+        get_renderer(name, **options)
+    return r if hasattr(r, "prepare") else _V1Adapter(r)
+
+
+class _V1Adapter:
+    """A protocol-v1 renderer (``render(photo, poses, ref_pose=...)``) behind the v2 calls."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = getattr(inner, "name", "renderer")
+        self.needs = getattr(inner, "needs", "")
+
+    def prepare(self, ref_image, ref_pose=None):
+        return (ref_image, ref_pose)
+
+    def render(self, state, poses, *, audio=None, generator=None, callback=None, progress=True,
+               chunk=16):
+        image, ref_pose = state
+        return self.inner.render(image, poses, ref_pose=ref_pose, audio=audio,
+                                 generator=generator, callback=callback, progress=progress)
 
 
 @click.command("render")
@@ -38,46 +84,82 @@ def renderer_options(name: str, config: str | None) -> dict[str, Any]:
 @click.option("--retarget", is_flag=True,
               help="The skeleton comes from another person or canvas: fit it onto the photo's "
                    "skeleton first.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of stochastic renderers.")
+@click.option("--max-side", type=int, default=512, show_default=True,
+              help="Work at this longer side (the photo and skeletons are scaled down to it, as "
+                   "in `csg run`); 0 keeps the photo's size.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of stochastic renderers (the same stage-2 noise as `csg run --seed`).")
+@click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:N.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str, name: str,
-           config: str | None, ref_pose_path: str | None, retarget: bool, seed: int,
-           overwrite: bool, quiet: bool) -> None:
+           config: str | None, ref_pose_path: str | None, retarget: bool, max_side: int,
+           seed: int, device: str, overwrite: bool, quiet: bool) -> None:
     """Render a skeleton JSON into a video of the photo, with the audio muxed in."""
-    import torch
-
+    from csg import validate as V
+    from csg.errors import require_file
     from csg.image import load_image
+    from csg.outputs import OutputSet
     from csg.pose import PoseSequence
-    from csg.video import VideoWriter, check_output_path
+    from csg.seeds import stage_generator
+    from csg.video import VideoWriter
 
-    check_output_path(out_path, overwrite=overwrite)
-    renderer = get_renderer(name, **renderer_options(name, config))
-    image = load_image(ref_path)
+    V.seed(seed)
+    V.integer(max_side, "--max-side", low=0, high=V.MAX_CANVAS_SIDE)
+    device = V.device(device)
+    outputs = OutputSet({"-o": out_path}, overwrite=overwrite,
+                        inputs={"--ref": ref_path, "--pose": pose_path, "--audio": audio_path,
+                                "--ref-pose": ref_pose_path, "--config": config})
+    renderer = build_renderer(name, device, renderer_options(name, config))
+    require_file(ref_path, "photo")
     poses = PoseSequence.load(pose_path)
-    ref_pose = PoseSequence.load(ref_pose_path) if ref_pose_path else None
+    ref_pose = PoseSequence.load(ref_pose_path).frame(0) if ref_pose_path else None
+    audio = None
+    if audio_path is not None:
+        from csg.audio import SAMPLE_RATE, load_audio
+
+        audio = load_audio(audio_path, SAMPLE_RATE)
+    image = load_image(ref_path)
     if retarget:
         from .align import retarget as fit
         from .base import reference_pose_for
 
         ref_pose = reference_pose_for(image, ref_pose)
         poses = fit(poses, ref_pose)
-    audio = None
-    if audio_path is not None:
-        from csg.audio import SAMPLE_RATE, load_audio
-
-        audio = load_audio(audio_path, SAMPLE_RATE)
-    gen = torch.Generator().manual_seed(seed)
+    work, poses_w, ref_w = _working_inputs(image, poses, ref_pose, max_side)
+    state = renderer.prepare(work, ref_w)
+    gen = stage_generator(seed, "render")
     n = 0
-    with VideoWriter(out_path, poses.fps, image.shape[:2], audio=audio,
-                     overwrite=overwrite) as writer:
-        for window in renderer.render(image, poses, ref_pose=ref_pose, audio=audio, generator=gen,
+    with outputs, VideoWriter(outputs.temp("-o"), poses.fps, work.shape[:2], audio=audio,
+                              overwrite=True) as writer:
+        for window in renderer.render(state, poses_w, audio=audio, generator=gen,
                                       progress=not quiet):
             for frame in window:
                 writer.write(frame)
             n += len(window)
     if not quiet:
-        click.echo(f"wrote {out_path}: {n} frames at {poses.fps:g} fps ({name})")
+        click.echo(f"wrote {out_path}: {n} frames at {poses.fps:g} fps, "
+                   f"{work.shape[1]}x{work.shape[0]} ({name})")
+
+
+def _working_inputs(image, poses, ref_pose, max_side: int):
+    """The photo at the working size and the skeletons scaled onto it, after checking that they
+    are on the photo's canvas."""
+    from csg.canvas import rescale_pose, resize_to_working
+
+    from .base import CanvasMismatchError
+
+    h0, w0 = image.shape[:2]
+    for what, p in (("--pose", poses), ("--ref-pose", ref_pose)):
+        if p is not None and (p.height, p.width) != (h0, w0):
+            raise CanvasMismatchError(
+                f"{what}: canvas is {p.width}x{p.height} (width x height) but the reference photo "
+                f"is {w0}x{h0}; generate the skeleton for this photo, or fit it onto the photo "
+                "with `csg render --retarget`")
+    work = resize_to_working(image, max_side)
+    h, w = work.shape[:2]
+    return (work, rescale_pose(poses, h, w),
+            None if ref_pose is None else rescale_pose(ref_pose, h, w))
 
 
 @click.command("renderers")
