@@ -49,15 +49,14 @@ def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, g
     import time
 
     from csg.audio import SAMPLE_RATE, check_audible, load_audio
-    from csg.errors import InputError, OutputError
+    from csg.validate import pose_generate_options
 
     out = Path(output)
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out}: already exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise OutputError(f"{out.parent}: output folder does not exist")
-    if steps is not None and steps < 1:
-        raise InputError(f"--steps must be >= 1, got {steps}")
+    device = pose_generate_options(
+        out, overwrite=overwrite, inputs={"--audio": audio_path, "--ref": ref_path},
+        steps_value=steps, cfg_value=cfg_scale, seed_value=seed, lambda_nonface=lambda_nonface,
+        lambda_face=lambda_face, lambda_diff=lambda_diff, guided_fraction=guided_fraction,
+        max_audio_seconds=max_audio_seconds, device_name=device)
     wav = load_audio(audio_path, SAMPLE_RATE, max_seconds=max_audio_seconds,
                      limit_name="--max-audio-seconds")
     check_audible(wav, SAMPLE_RATE, str(audio_path))

@@ -130,3 +130,26 @@ def device(value: Any, name: str = "--device") -> str:
         raise ConfigError(f"{name} {value}: Apple MPS is not available on this machine; "
                           "use --device cpu")
     return text
+
+
+def pose_generate_options(output, *, overwrite: bool, inputs: dict, steps_value, cfg_value,
+                          seed_value, lambda_nonface, lambda_face, lambda_diff, guided_fraction,
+                          max_audio_seconds, device_name) -> str:
+    """Every check ``csg pose generate`` makes before any work: the output (a new or replaceable
+    regular file, not one of ``inputs``), the numeric options and the device. Returns the
+    normalised device name."""
+    from .outputs import check_distinct, check_output_path
+
+    check_distinct({"-o": output}, inputs)
+    check_output_path(output, overwrite=overwrite)
+    if steps_value is not None:
+        steps(steps_value, "--steps")
+    if cfg_value is not None:
+        cfg_scale(cfg_value, "--cfg")
+    seed(seed_value, "--seed")
+    guidance_weight(lambda_nonface, "--lambda-nonface")
+    guidance_weight(lambda_face, "--lambda-face")
+    guidance_weight(lambda_diff, "--lambda-diff")
+    fraction(guided_fraction, "--guided-fraction")
+    audio_seconds(max_audio_seconds, "--max-audio-seconds")
+    return device(device_name, "--device")
