@@ -122,12 +122,12 @@ def _load_guide(mode: str, checkpoint, device: str, **settings):
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run.")
 def train(config_path, data, out, overrides, resume):
     """Train the stage-1 skeleton diffusion model (accelerate: one CPU or many GPUs)."""
-    from csg.config import load_config
+    from csg.config import find_config, load_config
 
     from .config import TrainConfig
     from .train import train as run_training
 
     extra = list(overrides) + ([f"data={data}"] if data else []) + ([f"out={out}"] if out else [])
-    cfg = load_config(TrainConfig, config_path, extra)
+    cfg = load_config(TrainConfig, find_config(config_path), extra)
     final = run_training(cfg, resume=resume, echo=click.echo)
     click.echo(f"final pipeline: {final}")

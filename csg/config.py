@@ -65,6 +65,22 @@ def read_yaml(path: str | Path, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
     return data
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_config(path: str | Path) -> Path:
+    """``path`` if it exists; else, for a relative path such as ``configs/audio2pose/base.yaml``,
+    the same path under the project root (so packaged configs are found from any folder).
+    Raises :class:`ConfigError` when neither exists."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_absolute() and (PROJECT_ROOT / p).is_file():
+        return PROJECT_ROOT / p
+    raise ConfigError(f"{p}: config file not found (looked in the working folder and in "
+                      f"{PROJECT_ROOT})")
+
+
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
