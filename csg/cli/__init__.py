@@ -58,6 +58,7 @@ class LazyGroup(click.Group):
     "pose": ("csg.cli:pose", "Extract, draw, validate, convert and generate skeletons."),
     "data": ("csg.cli:data", "Make and prepare training data."),
     "train": ("csg.cli:train", "Train the stage-1 model and the sync classifiers."),
+    "distill": ("csg.cli:distill", "Few-step students of the diffusion stages."),
     "render": ("pose2video.cli:render", "Render a skeleton JSON into a video of the photo."),
     "renderers": ("pose2video.cli:renderers", "List the registered renderers."),
     "run": ("pipeline.cli:run", "Photo + speech -> video, both stages."),
@@ -101,6 +102,14 @@ def data() -> None:
 })
 def train() -> None:
     """Training, through accelerate (one CPU, many GPUs, many nodes)."""
+
+
+@cli.group(cls=LazyGroup, lazy={
+    "audio2pose": ("audio2pose.distill_cli:distill_audio2pose",
+                   "Stage-1 student: k DDIM steps, no CFG (trajectory distillation)."),
+})
+def distill() -> None:
+    """Few-step students distilled from the diffusion stages, through accelerate."""
 
 
 @cli.group("eval", cls=LazyGroup, lazy={
