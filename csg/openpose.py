@@ -176,6 +176,8 @@ def _read_json(p: Path) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PoseFormatError(f"{p}: not valid OpenPose JSON ({e})") from None
+    except RecursionError:
+        raise PoseFormatError(f"{p}: JSON is nested too deeply to be OpenPose JSON") from None
 
 
 def from_openpose(path: str | os.PathLike, *, fps: float = 25.0, width: int | None = None,

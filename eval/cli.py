@@ -80,7 +80,8 @@ def _require(path: Path | None, option: str) -> None:
               help="TorchScript I3D feature net for FVD (needs --gt).")
 @click.option("--syncnet", type=click.Path(path_type=Path), default=None,
               help="TorchScript SyncNet (forward_lip / forward_aud) for Sync-C/Sync-D (needs audio).")
-@click.option("--max-frames", type=int, default=None, help="Evaluate only the first N frames.")
+@click.option("--max-frames", type=click.IntRange(min=2), default=None,
+              help="Evaluate only the first N frames.")
 def video(video_path, pose_path, ref_path, gt_path, audio_path, report_dir, inception, i3d,
           syncnet, max_frames):
     """Stage-2 metrics of a rendered video: pose adherence, HKC, preservation, PSNR/SSIM, flicker."""
@@ -94,6 +95,11 @@ def video(video_path, pose_path, ref_path, gt_path, audio_path, report_dir, ince
 
     for p, opt in ((ref_path, "--ref"), (gt_path, "--gt"), (audio_path, "--audio")):
         _require(p, opt)
+    from eval.video_eval import require_video
+
+    require_video(video_path, "--video")
+    if gt_path is not None:
+        require_video(gt_path, "--gt")
     if (inception or i3d) and gt_path is None:
         raise InputError("--inception / --i3d compare against real frames: pass --gt VIDEO too")
     scorer = None

@@ -27,6 +27,28 @@ class VideoEvalSettings:
     face_crop_hw: tuple = (64, 64)    # face crops are compared at this (H, W)
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def require_video(path, option: str = "--video") -> dict:
+    """Probe ``path`` and refuse a still image (an image file, or a "video" of fewer than 2
+    frames): stage-2 metrics of one frame would read as a perfect score. Returns the probe."""
+    from pathlib import Path
+
+    from csg.errors import InputError
+    from csg.video import probe_video
+
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        raise InputError(f"{p}: {option} is a still image ({p.suffix}); give the rendered video "
+                         "(mp4)")
+    info = probe_video(p)
+    if info["num_frames"] < 2:
+        raise InputError(f"{p}: {option} has {info['num_frames']} frame(s), a still image, not a "
+                         "video; give the rendered video (mp4)")
+    return info
+
+
 def detect_keypoints(frames: np.ndarray) -> np.ndarray:
     """Re-detect (T, 133, 3) keypoints on rendered frames (MediaPipe, video mode).
 

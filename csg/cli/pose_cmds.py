@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+MAX_DRAW_PIXELS = 40_000_000
+"""Largest canvas (width x height) ``csg pose draw`` draws: a 40 MP frame is 120 MB."""
+
 
 @click.command()
 @click.argument("pose_file", type=click.Path(dir_okay=False, path_type=Path))
@@ -24,14 +27,19 @@ def draw(pose_file: Path, output: Path, audio: Path | None, frame_index: int, th
          overwrite: bool, quiet: bool) -> None:
     """Draw POSE_FILE (csg.pose JSON) as DWPose-style skeletons to an mp4 or a png."""
     from ..errors import InputError
+    from ..outputs import check_distinct, check_output_path
     from ..pose import PoseSequence
-    from ..outputs import check_output_path
 
     suffix = output.suffix.lower()
     if suffix not in (".mp4", ".png", ".jpg", ".jpeg"):
         raise InputError(f"{output}: output must end in .mp4 (video) or .png/.jpg (one frame)")
+    check_distinct({"-o": output}, {"POSE_FILE": pose_file, "--audio": audio})
     check_output_path(output, overwrite=overwrite)
     pose = PoseSequence.load(pose_file)
+    if pose.width * pose.height > MAX_DRAW_PIXELS:
+        raise InputError(f"{pose_file}: canvas {pose.width}x{pose.height} is too large to draw "
+                         f"(over {MAX_DRAW_PIXELS // 1_000_000} megapixels); scale the skeleton "
+                         "to a smaller canvas first")
     if suffix == ".mp4":
         _draw_video(pose, output, audio, threshold, overwrite, quiet)
         click.echo(f"wrote {output}: {pose.num_frames} frames, {pose.fps:g} fps, "
@@ -91,24 +99,36 @@ def validate(pose_file: Path) -> None:
               "canvas_width.")
 @click.option("--height", type=int, default=None, help="Canvas height of OpenPose input without "
               "canvas_height.")
+@click.option("--body", "body_format", type=click.Choice(["coco18", "body25"]), default="coco18",
+              show_default=True,
+              help="OpenPose body layout to write: coco18 (pose editors) or body25 (keeps the "
+                   "six foot points). Reading accepts both.")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 def convert(input_path: Path, output: Path, target: str | None, fps: float, width: int | None,
-            height: int | None, overwrite: bool) -> None:
+            height: int | None, body_format: str, overwrite: bool) -> None:
     """Convert between csg.pose JSON and OpenPose JSON (a folder of per-frame files, or one .json
     for a one-frame pose). The target defaults to the other format than INPUT_PATH's."""
     from .. import openpose
+    from .. import validate as V
     from ..errors import InputError
+    from ..outputs import check_distinct, check_output_path
     from ..pose import PoseSequence
-    from ..outputs import check_output_path
 
     if not input_path.exists():
         raise InputError(f"{input_path}: input not found")
+    V.fps(fps, "--fps")
+    for name, v in (("--width", width), ("--height", height)):
+        if v is not None:
+            V.canvas_side(v, name)
+    check_distinct({"-o": output}, {"INPUT_PATH": input_path})
     if target is None:
         target = "openpose" if _is_csg_pose(input_path) else "csg"
     if target == "openpose":
         pose = PoseSequence.load(input_path)
-        written = openpose.to_openpose(pose, output, overwrite=overwrite)
-        click.echo(f"wrote {written}: {pose.num_frames} frame(s) as OpenPose JSON")
+        written = openpose.to_openpose(pose, output, body_format=body_format,
+                                       overwrite=overwrite)
+        click.echo(f"wrote {written}: {pose.num_frames} frame(s) as OpenPose JSON "
+                   f"({body_format.upper()} body)")
     else:
         check_output_path(output, overwrite=overwrite)
         pose = openpose.from_openpose(input_path, fps=fps, width=width, height=height)

@@ -18,15 +18,15 @@ class _SizeCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"256"`` -> (256, 256); ``"192x256"`` -> (192, 256) (H, W)."""
+def parse_size(text: str, max_side: int = 4096) -> tuple[int, int]:
+    """``"256"`` -> (256, 256); ``"192x256"`` -> (192, 256) (H, W); each side 16..``max_side``."""
     parts = text.lower().split("x")
     try:
         vals = [int(p) for p in parts]
     except ValueError:
         vals = []
-    if len(vals) not in (1, 2) or min(vals) < 16:
-        raise click.BadParameter(f"{text!r}: give --size N or --size H W (each >= 16)",
+    if len(vals) not in (1, 2) or min(vals) < 16 or max(vals) > max_side:
+        raise click.BadParameter(f"{text!r}: give --size N or --size H W (each 16..{max_side})",
                                  param_hint="--size")
     return (vals[0], vals[0]) if len(vals) == 1 else (vals[0], vals[1])
 
@@ -47,15 +47,45 @@ def parse_size(text: str) -> tuple[int, int]:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1))
 def synth(out, clips, seconds, seed, fps, size, frames, espeak, workers):
     """Procedural co-speech corpus: speech-like audio, aligned 133-point poses, avatar frames."""
-    from .synth import SynthConfig, make_corpus
+    from pathlib import Path
 
-    cfg = SynthConfig(clips=clips, seconds=seconds, seed=seed, fps=fps, size_hw=parse_size(size),
-                      frames=frames, espeak=espeak)
+    from .synth import MAX_SIDE, SynthConfig, make_corpus
+
+    cfg = SynthConfig(clips=clips, seconds=seconds, seed=seed, fps=fps,
+                      size_hw=parse_size(size, MAX_SIDE), frames=frames, espeak=espeak)
     t0 = time.perf_counter()
-    recs = make_corpus(out, cfg, workers=workers)
+    root = Path(out)
+    created = _missing_folders(root)
+    try:
+        recs = make_corpus(out, cfg, workers=workers)
+    except BaseException:
+        _remove_created(created)  # a failed run leaves no half-made dataset folder behind
+        raise
     counts = {s: sum(r.split == s for r in recs) for s in ("train", "val", "test")}
     click.echo(f"wrote {len(recs)} clips to {out} ({counts['train']} train, {counts['val']} val, "
                f"{counts['test']} test) in {time.perf_counter() - t0:.1f} s")
+
+
+def _missing_folders(root) -> list:
+    """``root`` and its missing parents, deepest first (what this run will create)."""
+    missing = []
+    q = root
+    while not q.exists() and q != q.parent:
+        missing.append(q)
+        q = q.parent
+    return missing
+
+
+def _remove_created(folders) -> None:
+    import shutil
+
+    if folders:
+        shutil.rmtree(folders[0], ignore_errors=True)
+        for d in folders[1:]:
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 @click.command(cls=_SizeCommand)

@@ -31,6 +31,18 @@ class SynthConfig:
     espeak: bool = True           # use espeak-ng for about half the speakers when installed
     clips_per_speaker: int = 4    # speakers = ceil(clips / clips_per_speaker)
 
+    def __post_init__(self) -> None:
+        from ..errors import ConfigError
+
+        h, w = (int(v) for v in self.size_hw)
+        if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
+            raise ConfigError(f"synth size must be {MIN_SIDE}..{MAX_SIDE} pixels per side, got "
+                              f"{h}x{w} (H x W)")
+
+
+MIN_SIDE, MAX_SIDE = 16, 2048
+"""Canvas sides of synthetic clips (a 2048 x 2048 frame is 12 MB; larger only costs memory)."""
+
 
 def num_speakers(cfg: SynthConfig) -> int:
     return max(1, -(-cfg.clips // cfg.clips_per_speaker))
