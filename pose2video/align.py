@@ -165,6 +165,33 @@ def torso_ratio(ref: np.ndarray, ref_ok: np.ndarray, rest: np.ndarray, rest_ok: 
 
 
 # --- retargeting -----------------------------------------------------------------------------------
+def fits_reference(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: float = 0.3,
+                   tolerance: float = 0.2) -> bool:
+    """Whether ``poses`` already lie on the photo's person, so retargeting would only disturb them.
+
+    True when both are on the same canvas and the driver's rest skeleton (per-point median) has
+    the reference's torso size within ``1 +- tolerance`` and its neck within ``tolerance`` torso
+    sizes of the reference neck: a skeleton extracted from the photo's own video, or generated
+    in reference coordinates (stage 1). Retargeting such a driver would move the photo's frame-0
+    pose away from the photo (the driver's rest is not the photo's pose).
+    """
+    if tolerance <= 0 or (poses.width, poses.height) != (ref_pose.width, ref_pose.height):
+        return False
+    ref = ref_pose.xy[0].astype(np.float64)
+    ref_ok = ref_pose.scores[0] >= threshold
+    sh = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER]
+    if not ref_ok[sh].all():
+        return False
+    rest, rest_ok = rest_pose(poses.xy.astype(np.float64), poses.scores >= threshold)
+    if not rest_ok[sh].all():
+        return False
+    t_ref = float(np.linalg.norm(ref[sh[0]] - ref[sh[1]]))
+    t_rest = float(np.linalg.norm(rest[sh[0]] - rest[sh[1]]))
+    if t_ref < 1e-6 or abs(t_rest / t_ref - 1.0) > tolerance:
+        return False
+    return bool(np.linalg.norm(_neck(rest) - _neck(ref)) <= tolerance * t_ref)
+
+
 def retarget(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: float = 0.3) -> PoseSequence:
     """Map a driving sequence onto the reference skeleton, part by part (see the module doc).
 

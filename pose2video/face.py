@@ -56,6 +56,13 @@ def _aa_mask(poly: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return m.astype(np.float32) / 255.0
 
 
+def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
+    import cv2
+
+    return cv2.pointPolygonTest(poly.astype(np.float32).reshape(-1, 1, 2),
+                                (float(p[0]), float(p[1])), False) > 0
+
+
 def paint_mouth(frame: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray, style: MouthStyle,
                 ramp: float = 0.04) -> float:
     """Paint the cavity and the teeth into ``frame`` (H, W, 3) uint8 in place.
@@ -76,7 +83,17 @@ def paint_mouth(frame: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray, style: M
     box = (max(y0, 0), min(y1, h), max(x0, 0), min(x1, w))
     if box[1] <= box[0] or box[3] <= box[2]:
         return 0.0
+    # only within the lip contour: the inner lips, clipped by the outer lips
     cav = _aa_mask(poly, box)
+    outer = tgt[K.OUTER_LIPS]
+    if tgt_ok[K.OUTER_LIPS].all() and _inside(outer, poly.mean(0)):
+        cav = np.minimum(cav, _aa_mask(outer, box))
+    face = np.arange(K.FACE.start, K.MOUTH.start)  # jaw, brows, nose, eyes: not the lips
+    if tgt_ok[face].all():  # never outside the face
+        import cv2
+
+        hull = cv2.convexHull(np.round(tgt[face] * 8).astype(np.int32)).reshape(-1, 2) / 8.0
+        cav = np.minimum(cav, _aa_mask(hull, box))
     # teeth: under the upper inner lip, a band of a third of the gap (capped by lip height)
     upper = tgt[UPPER_INNER]
     order = np.argsort(upper[:, 0])
@@ -96,3 +113,98 @@ def paint_mouth(frame: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray, style: M
     out = out * (1 - a_t) + teeth_rgb * a_t
     frame[box[0]:box[1], box[2]:box[3]] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     return amount
+
+
+# --- a face that tolerates real keypoints ----------------------------------------------------------
+_F0 = K.FACE.start
+HEAD_POINTS = np.r_[np.arange(K.NOSE, K.RIGHT_EAR + 1), np.arange(K.FACE.start, K.FACE.stop)]
+"""(73,) the body's head points and the 68 face points: they move with the skull."""
+MOBILE = np.r_[np.arange(_F0 + 4, _F0 + 13), np.arange(K.MOUTH.start, K.MOUTH.stop)]
+"""Face points that move on their own, relative to the skull: the lower jaw and the lips."""
+
+
+def robust_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray, iters: int = 4,
+                      floor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Similarity ``dst ~ a src + b`` per frame, robust to outlying points (IRLS, Huber weights).
+
+    src: (N, 2) or (T, N, 2); dst: (T, N, 2); weights: (T, N) >= 0. Each pass reweights a point
+    by ``min(1, k / r)`` for its residual r, with ``k = max(1.5 x 1.4826 x median residual,
+    floor)`` pixels (Huber's M-estimator, a scale from the median absolute residual). Returns
+    a, b: (T,) complex.
+    """
+    from .align import fit_similarity, to_complex
+
+    w0 = np.asarray(weights, np.float64)
+    a, b = fit_similarity(src, dst, w0)
+    zs, zd = to_complex(src), to_complex(dst)
+    for _ in range(iters):
+        r = np.abs(a[:, None] * zs + b[:, None] - zd)
+        med = np.nanmedian(np.where(w0 > 0, r, np.nan), axis=1) if w0.any() else np.zeros(len(r))
+        k = np.maximum(1.5 * 1.4826 * np.nan_to_num(med), floor)[:, None]
+        w = w0 * np.minimum(1.0, k / np.maximum(r, 1e-9))
+        a, b = fit_similarity(src, dst, w)
+    return a, b
+
+
+def _smooth(x: np.ndarray, good: np.ndarray, sigma: float) -> np.ndarray:
+    """Zero-phase Gaussian smoothing over frames (axis 0) of the ``good`` frames; others kept."""
+    if sigma <= 0 or good.sum() < 2:
+        return x
+    from scipy.ndimage import gaussian_filter1d
+
+    out = x.copy()
+    idx = np.flatnonzero(good)
+    sm = gaussian_filter1d(x[idx].real, sigma, axis=0, mode="nearest")
+    if np.iscomplexobj(x):
+        sm = sm + 1j * gaussian_filter1d(x[idx].imag, sigma, axis=0, mode="nearest")
+    out[idx] = sm
+    return out
+
+
+def stabilize_face(kps: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray, threshold: float = 0.3,
+                   sigma: float = 1.0, max_residual: float = 0.15) -> np.ndarray:
+    """Regularise the head points of a driving sequence for the warp (pure function).
+
+    kps: (T, 133, 3) driving keypoints on the photo's canvas; ref: (133, 2) the photo's skeleton.
+    Per frame, a robust similarity S_t (:func:`robust_similarity`) maps the photo's stable face
+    points onto the frame's, and is smoothed over time (Gaussian, ``sigma`` frames, zero phase).
+    The head points become ``S_t(ref + e_t)``: the skull moves rigidly with the photo's own face
+    shape; only the jaw and lips (:data:`MOBILE`) keep the frame's expression ``e_t`` (in photo
+    coordinates, each point's offset clipped to ``max_residual`` face heights, smoothed likewise).
+    Noisy eye, brow and nose points no longer squash the face, and a frame equal to the photo's
+    pose maps to itself. Frames without a face are returned unchanged. Returns a copy.
+    """
+    from .align import FACE_STABLE, to_complex, to_xy
+
+    out = np.array(kps, np.float64, copy=True)
+    ok = out[..., 2] >= threshold
+    st = FACE_STABLE
+    if ref_ok[st].sum() < 6:
+        return out
+    good = (ok[:, st] & ref_ok[st]).sum(1) >= 6
+    if not good.any():
+        return out
+    a, b = robust_similarity(ref[st], out[:, st, :2], (ok[:, st] & ref_ok[st]).astype(float))
+    a, b = _smooth(a, good, sigma), _smooth(b, good, sigma)
+    zr = to_complex(ref[HEAD_POINTS])
+    zt = to_complex(out[:, HEAD_POINTS, :2])
+    a_safe = np.where(np.abs(a) > 1e-6, a, 1.0)
+    e = (zt - b[:, None]) / a_safe[:, None] - zr[None]  # expression in photo coordinates
+    mob = np.isin(HEAD_POINTS, MOBILE)
+    valid = ok[:, HEAD_POINTS] & ref_ok[HEAD_POINTS][None]
+    e = np.where(mob[None] & valid & good[:, None], e, 0.0)
+    lim = max_residual * float(K.face_height(ref[None])[0])
+    mag = np.abs(e)
+    e = np.where(mag > lim, e / np.maximum(mag, 1e-9) * lim, e)
+    e = _smooth(e, good, sigma)
+    z = a[:, None] * (zr[None] + e) + b[:, None]
+    new = to_xy(z)
+    upd = good[:, None] & ref_ok[HEAD_POINTS][None]
+    sel = out[:, HEAD_POINTS]
+    sel[..., :2] = np.where(upd[..., None], new, sel[..., :2])
+    sel[..., 2] = np.where(upd & ~ok[:, HEAD_POINTS], np.maximum(sel[..., 2], threshold), sel[..., 2])
+    out[:, HEAD_POINTS] = sel
+    # an exact reference frame stays exact
+    same = np.all(np.abs(kps[:, HEAD_POINTS, :2] - ref[HEAD_POINTS][None]) < 1e-6, axis=(1, 2))
+    out[same] = kps[same]
+    return out

@@ -139,6 +139,56 @@ def arm_mask(image: np.ndarray | None, ref: np.ndarray, ref_ok: np.ndarray, side
     return _connected_to(smooth_mask(out.astype(bool), 0.15 * r), core)
 
 
+FINGER_BONES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),
+                (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18),
+                (18, 19), (19, 20)]
+"""Hand-relative (parent, child) indices of the 21-point hand."""
+
+
+def hand_zone(ref: np.ndarray, ref_ok: np.ndarray, side: str, size_hw: tuple[int, int], r: float,
+              person: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) bool: the whole hand on the photo - thick finger bones (past the tips), the palm,
+    and the segmented person inside the keypoint hull grown by ``0.35 r``.
+
+    Segmentation and GrabCut often lose fingers against busy or skin-coloured backgrounds; a hand
+    pixel left out of the hand layer stays behind as a ghost when the hand moves, so the fingers
+    are taken from the skeleton, without the background between spread fingers.
+    """
+    import cv2
+
+    _, e_i, w_i, root = SIDES[side][:4]
+    hand = np.arange(root, root + K.HAND_SIZE)
+    m = np.zeros(size_hw, np.uint8)
+    ok = ref_ok[hand]
+    if ok.sum() >= 5:
+        pts = ref[hand]
+        th = max(int(round(0.5 * r)), 2)
+        for i, j in FINGER_BONES:
+            if ok[i] and ok[j]:
+                tip = pts[j] + (0.35 if j % 4 == 0 else 0.0) * (pts[j] - pts[i])  # past the tip
+                cv2.line(m, tuple(np.round(pts[i]).astype(int)), tuple(np.round(tip).astype(int)),
+                         1, th)
+        palm = [i for i in (0, 1, 5, 9, 13, 17) if ok[i]]
+        if len(palm) >= 3:
+            cv2.fillConvexPoly(m, cv2.convexHull(np.round(pts[palm]).astype(np.int32)), 1)
+        cv2.line(m, tuple(np.round(ref[w_i]).astype(int)), tuple(np.round(pts[0]).astype(int)), 1,
+                 max(int(round(1.2 * r)), 2))
+        if person is not None:
+            hull = np.zeros(size_hw, np.uint8)
+            cv2.fillConvexPoly(hull, cv2.convexHull(np.round(pts[ok]).astype(np.int32)), 1)
+            k = max(int(round(0.35 * r)), 1)
+            hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                              (2 * k + 1, 2 * k + 1)))
+            m |= hull & (person > 0.5).astype(np.uint8)
+    else:
+        c, rad = hand_region(ref, ref_ok, side)
+        cv2.circle(m, tuple(int(v) for v in np.round(c)), max(int(round(rad + 0.25 * r)), 1), 1,
+                   -1)
+        if person is not None:
+            m &= cv2.dilate((person > 0.4).astype(np.uint8), np.ones((5, 5), np.uint8))
+    return m.astype(bool)
+
+
 def smooth_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
     """(H, W) bool ``mask`` with its contour smoothed (blurred, re-thresholded): no stair steps."""
     import cv2

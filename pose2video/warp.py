@@ -27,7 +27,7 @@ from .base import (CanvasMismatchError, ProgressBar, ProgressCallback, check_inp
 from .face import MouthStyle, mouth_style, paint_mouth
 from .layers import (Layer, arm_ok, base_anchors, forearm_anchors, person_zone,
                      upper_arm_anchors)
-from .masks import arm_free_base, arm_mask, arm_radius, elbow_split, soft_alpha
+from .masks import arm_free_base, arm_mask, arm_radius, elbow_split, hand_zone, soft_alpha
 from .rig import P, blend_transforms, part_transforms
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,16 @@ class WarpConfig:
     """Options of the ``warp`` renderer (``configs/pose2video/warp.yaml``)."""
 
     window: int = 16  # frames per yielded window (memory bound: window * H * W * 3 bytes)
-    align: bool = True  # retarget the driving skeleton onto the photo's proportions first
+    align: bool = True  # retarget the driving skeleton onto the photo's proportions first ...
+    fit_tolerance: float = 0.2  # ... unless it already fits the photo (align.fits_reference; 0: always)
     threshold: float = 0.3  # keypoints scoring below this count as missing
     segment: bool = True  # refine arm masks with MediaPipe person segmentation
     mouth: bool = True  # paint a mouth cavity and teeth when the lips part
     mouth_ramp: float = 0.04  # mouth opening (gap / face height) over which the cavity fades in
     feather: float = 0.25  # soft edge of the arm overlays, in arm radii
     inpaint_size: int = 256  # the arm-free base is inpainted at this long side, then upsampled
+    face_stabilize: bool = True  # rigid skull + jaw/lip expression, robust fit (face.stabilize_face)
+    face_smooth: float = 1.0  # temporal Gaussian sigma (frames) of the face fit; 0: none
     map_stride: int = 2  # dense warp maps on a grid this much coarser, upsampled (1: exact)
 
 
@@ -56,9 +59,11 @@ class WarpRig:
     image: np.ndarray  # (H, W, 3) the photo, returned as is for the reference pose
     ref: np.ndarray  # (133, 2) reference keypoints
     ref_ok: np.ndarray  # (133,) bool
-    base: Layer
-    arms: list[Layer]
+    base: Layer  # image (H, W, 7): photo, fill, hole union
+    arms: list[Layer]  # images (H, W, 5): photo, alpha, hole
     mouth: MouthStyle | None
+    zone: np.ndarray  # (H, W) bool person zone: outside it the base is the photo
+    hole_box: tuple[int, int, int, int] | None  # (y0, y1, x0, x1) around the hole union
 
 
 def _layer(name: str, anchors: Any, image: np.ndarray, min_dist: float,
@@ -77,6 +82,12 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
     """Precompute the layers for ``image`` (H, W, 3) uint8 and its skeleton ``ref_pose`` (T=1).
 
     person: optional (H, W) person probability (see :mod:`pose2video.segment`).
+
+    Layers carry one channel more than they show: each arm layer an RGBA image plus its *hole*
+    (the arm's pixels grown by a margin: where the photo shows this arm), the base the photo, its
+    fill (the photo with the arms inpainted) and the union of the holes. Per frame the fill shows
+    only where a hole is no longer covered by its arm (:func:`warp_frame`), so a pose equal to the
+    photo's is the photo, and a small move changes the frame a little.
     """
     import cv2
 
@@ -86,26 +97,46 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
     sides = [s for s in ("r", "l") if arm_ok(ref_ok, s)]
     r = arm_radius(ref) if sides else 4.0
     feather = max(config.feather * r, 1.0)
-    arms, union = [], np.zeros(size_hw, bool)
+    arms, union = [], np.zeros(size_hw, np.float32)
+    grow = max(int(round(0.3 * r)), 1)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
     for side in sides:
-        m = arm_mask(image, ref, ref_ok, side, person)
+        hz = hand_zone(ref, ref_ok, side, size_hw, r, person)
+        m = arm_mask(image, ref, ref_ok, side, person) | hz
         alpha = soft_alpha(m, feather)  # fades inside the mask: no background travels along
+        hole = soft_alpha(cv2.dilate(m.astype(np.uint8), disk) > 0, 1.5)
+        hole = np.maximum(hole, (alpha > 0).astype(np.float32))
         w_up, w_fore = elbow_split(ref, side, size_hw, r)
+        # the whole hand travels with the forearm, even fingers raised beside the shoulder
+        hzs = cv2.GaussianBlur(cv2.dilate(hz.astype(np.uint8), disk).astype(np.float32), (0, 0),
+                               max(0.15 * r, 0.5))
+        w_fore = np.maximum(w_fore, hzs)
+        w_up = np.where(w_fore >= 1.0, w_up * (1.0 - hzs), 1.0)  # max(w_up, w_fore) stays 1
         reach = 2.2 * r + feather + 3
-        parts = ((f"{side}_upper", alpha * w_up, upper_arm_anchors(ref, side, reach)),
-                 (f"{side}_fore", alpha * w_fore, forearm_anchors(ref, ref_ok, side, reach)))
-        for name, a, anchors in parts:  # the forearm is drawn over the upper arm
-            rgba = np.dstack([image, np.round(a * 255).astype(np.uint8)])
-            arms.append(_layer(name, anchors, rgba, 1.0, priority=_coverage(a)))
-        union |= m
-    grow = max(int(round(0.25 * r)), 1)
-    union = cv2.dilate(union.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)) > 0
-    base_img = arm_free_base(image, union, ref, ref_ok, person, config.inpaint_size)
+        parts = ((f"{side}_upper", w_up, upper_arm_anchors(ref, side, reach)),
+                 (f"{side}_fore", w_fore, forearm_anchors(ref, ref_ok, side, reach)))
+        for name, w_part, anchors in parts:  # the forearm is drawn over the upper arm
+            a = alpha * w_part
+            layer = _layer(name, anchors, np.zeros((*size_hw, 5), np.uint8), 1.0,
+                           priority=_coverage(a))
+            inside = mesh.rasterize(layer.src, layer.tris, np.arange(len(layer.tris)),
+                                    (0, size_hw[0], 0, size_hw[1])) >= 0
+            h_part = hole * w_part * inside
+            layer.image = np.dstack([image, _u8(a * inside), _u8(h_part)])
+            arms.append(layer)
+            union = np.maximum(union, np.round(h_part * 255) / 255)
+    fill = arm_free_base(image, union > 0, ref, ref_ok, person, config.inpaint_size)
     zone = person_zone(ref, ref_ok, size_hw, person)
-    base = _layer("base", base_anchors(ref, ref_ok, size_hw, zone), base_img, 0.75,
-                  priority=_depth)
+    base = _layer("base", base_anchors(ref, ref_ok, size_hw, zone),
+                  np.dstack([image, fill, _u8(union)]), 0.75, priority=_depth)
     style = mouth_style(image, ref, ref_ok) if config.mouth else None
-    return WarpRig(size_hw, image, ref, ref_ok, base, arms, style)
+    ys, xs = np.nonzero(union > 0)
+    hole_box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else None
+    return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, zone, hole_box)
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
 def _depth(src: np.ndarray, w: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -140,6 +171,11 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
     """One frame (H, W, 3) uint8 for target keypoints (133, 3) on the photo's canvas.
 
     stride: the dense maps are computed on a grid this much coarser (see mesh.warp_map).
+
+    Compositing: the base layer (photo, fill, hole union) is warped; the arm layers are warped
+    with their holes; ``h = hole_base * (1 - union of the arm holes)`` is where an arm has left,
+    and there the fill replaces the photo; then the arms are drawn over, forearms last. Outside
+    the person zone the base is the photo itself.
     """
     import cv2
 
@@ -155,22 +191,48 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
     if still:  # the identity path: the photo itself, bit for bit
         out = rig.image.copy()
     else:
+        h_img, w_img = rig.size_hw
         order = base.order[moved[base.order]]
-        out = base.image.copy()
+        base_out = base.image.copy()
+        region = rig.hole_box
         box = mesh.bounding_box(dst[base.tris[order]].reshape(-1, 2), rig.size_hw)
         if box is not None:
+            y0, y1, x0, x1 = box
             mx, my, _ = mesh.warp_map(base.src, dst, base.tris, order, box, stride)
-            out[box[0]:box[1], box[2]:box[3]] = cv2.remap(base.image, mx, my, cv2.INTER_LINEAR,
-                                                          borderMode=cv2.BORDER_REPLICATE)
-        for arm, d in zip(rig.arms, arm_dst):
-            _composite(out, arm, d, rig.size_hw)
+            warped = cv2.remap(base.image, mx, my, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+            keep = ~rig.zone[y0:y1, x0:x1]  # the background stays the photo's
+            warped[keep] = base.image[y0:y1, x0:x1][keep]
+            base_out[y0:y1, x0:x1] = warped
+            region = box if region is None else (min(region[0], y0), max(region[1], y1),
+                                                 min(region[2], x0), max(region[3], x1))
+        layers = [(_warp_layer(arm, d, rig.size_hw)) for arm, d in zip(rig.arms, arm_dst)]
+        out = base_out[..., :3].copy()
+        if region is not None:
+            y0, y1, x0, x1 = region
+            keep = np.ones((y1 - y0, x1 - x0), np.float32)  # 1 - union of the arms' holes
+            for lay in layers:
+                if lay is None:
+                    continue
+                (ly0, ly1, lx0, lx1), rgba = lay
+                a0, a1, b0, b1 = max(ly0, y0), min(ly1, y1), max(lx0, x0), min(lx1, x1)
+                if a1 > a0 and b1 > b0:
+                    keep[a0 - y0:a1 - y0, b0 - x0:b1 - x0] *= \
+                        1.0 - rgba[a0 - ly0:a1 - ly0, b0 - lx0:b1 - lx0, 4]
+            h = (base_out[y0:y1, x0:x1, 6].astype(np.float32) / 255.0 * keep)[..., None]
+            blend = base_out[y0:y1, x0:x1, :3] * (1 - h) + base_out[y0:y1, x0:x1, 3:6] * h
+            out[y0:y1, x0:x1] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+        for lay in layers:
+            if lay is not None:
+                _composite(out, *lay)
     if rig.mouth is not None:
         paint_mouth(out, tgt, tgt_ok, rig.mouth, ramp=mouth_ramp)
     return out
 
 
-def _composite(out: np.ndarray, layer: Layer, dst: np.ndarray, size_hw: tuple[int, int]) -> None:
-    """Draw an RGBA overlay layer warped to ``dst`` over ``out`` in place.
+def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
+                ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """An overlay layer warped to ``dst``: its box and (h, w, 5) float32 RGB, alpha, hole (0-1).
 
     Full-resolution map (stride 1): arms fold over themselves at the elbow, and a coarse map would
     smear the fold edge.
@@ -179,15 +241,20 @@ def _composite(out: np.ndarray, layer: Layer, dst: np.ndarray, size_hw: tuple[in
 
     box = mesh.bounding_box(dst, size_hw)
     if box is None:
-        return
+        return None
     mx, my, cover = mesh.warp_map(layer.src, dst, layer.tris, layer.order, box, 1)
-    rgba = cv2.remap(layer.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=(0, 0, 0, 0))
-    a = (rgba[..., 3:].astype(np.float32) / 255.0) * cover[..., None]
+    img = cv2.remap(layer.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                    borderValue=0).astype(np.float32)
+    img[..., 3:] *= cover[..., None] / 255.0
+    return box, img
+
+
+def _composite(out: np.ndarray, box: tuple[int, int, int, int], img: np.ndarray) -> None:
+    """Draw a warped overlay (from :func:`_warp_layer`) over ``out`` in place."""
     y0, y1, x0, x1 = box
+    a = img[..., 3:4]
     crop = out[y0:y1, x0:x1].astype(np.float32)
-    blended = crop * (1.0 - a) + rgba[..., :3].astype(np.float32) * a
-    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.clip(crop * (1.0 - a) + img[..., :3] * a + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -217,10 +284,16 @@ class WarpRenderer:
         self.config = config or WarpConfig()  # device / dtype: accepted and ignored (CPU, uint8)
 
     def driving_poses(self, poses: PoseSequence, ref_pose: PoseSequence) -> PoseSequence:
-        """The skeletons actually rendered: ``poses`` retargeted onto ``ref_pose`` if ``align``."""
+        """The skeletons actually rendered: ``poses`` retargeted onto ``ref_pose`` if ``align`` and
+        they do not already lie on the photo's person (:func:`pose2video.align.fits_reference`)."""
         if not self.config.align:
             return poses
-        from .align import retarget
+        from .align import fits_reference, retarget
+
+        if fits_reference(poses, ref_pose, threshold=self.config.threshold,
+                          tolerance=self.config.fit_tolerance):
+            log.info("the skeleton already fits the photo: not retargeted")
+            return poses
 
         return retarget(poses, ref_pose, threshold=self.config.threshold)
 
@@ -272,6 +345,12 @@ class WarpRenderer:
                 "with `csg render --retarget`")
         drive = self.driving_poses(poses, state.ref_pose)
         cfg = self.config
+        if cfg.face_stabilize:
+            from .face import stabilize_face
+
+            kps = stabilize_face(drive.keypoints, state.rig.ref, state.rig.ref_ok, cfg.threshold,
+                                 cfg.face_smooth)
+            drive = drive.replace(keypoints=kps.astype(np.float32))
         with ProgressBar(len(poses), progress, "warp") as bar:
             for a, b in window_bounds(len(poses), chunk):
                 frames = np.stack([warp_frame(state.rig, drive.keypoints[t], cfg.threshold,

@@ -132,7 +132,6 @@ def test_open_mouth_darkens_the_mouth(toy_rig):
     kp = ref.keypoints[0].copy()
     fh = float(K.face_height(kp[None, :, :2])[0])
     kp[K.INNER_LIPS.start + 5:K.INNER_LIPS.stop, 1] += 0.25 * fh  # lower inner lip drops
-    kp[K.INNER_LIPS.start + 4, 1] += 0.0
     out = warp_frame(rig, kp)
     lo = kp[K.INNER_LIPS, :2]
     x0, x1 = int(lo[:, 0].min()) + 1, int(lo[:, 0].max())
@@ -141,6 +140,28 @@ def test_open_mouth_darkens_the_mouth(toy_rig):
     region = (slice(y0 + (y1 - y0) // 2, y1), slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4))
     assert out[region].mean() < img[region].mean() - 25
     assert out[region].mean() < 90
+
+
+def test_mouth_is_painted_only_inside_the_lips(toy_rig):
+    img, ref, rig = toy_rig
+    kp = ref.keypoints[0].copy()
+    fh = float(K.face_height(kp[None, :, :2])[0])
+    kp[K.INNER_LIPS.start + 5:K.INNER_LIPS.stop, 1] += 0.6 * fh  # noisy inner lips, past the chin
+    out = warp_frame(rig, kp)
+    from pose2video.face import paint_mouth
+    import cv2
+
+    outer = np.zeros(img.shape[:2], np.uint8)  # the face (the toy's outer lips are a line)
+    cv2.fillConvexPoly(outer, cv2.convexHull(np.round(kp[K.FACE.start:K.MOUTH.start, :2]).astype(np.int32)),
+                       1)
+    outer = cv2.dilate(outer, np.ones((3, 3), np.uint8)) > 0
+    frame = out.copy()
+    assert paint_mouth(frame, kp[:, :2], kp[:, 2] > 0.3, rig.mouth) > 0
+    changed = np.any(frame != out, -1) | np.any(out != warp_frame(rig, ref.keypoints[0]), -1)
+    # whatever the mouth painting touched lies within the outer lip contour
+    painted = np.any(frame != out, -1)
+    assert painted.any() and not (painted & ~outer).any()
+    assert changed.any()
 
 
 def test_raised_hand_moves_pixels_at_the_hand(toy_rig):
