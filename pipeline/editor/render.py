@@ -1,0 +1,91 @@
+"""Stage 2 for the editor: render one frame, or a frame range to mp4, with any registered renderer.
+
+Protocol v2 (``docs`` / ``PROTOCOL_V2.md``): the renderer's ``prepare(photo, ref_pose)`` runs once per
+renderer and is cached; a range is ``render(state, poses.slice(a, b), audio=<matching slice>)``.
+Renderers that only have the older ``render(photo, poses, ref_pose=...)`` call are still driven.
+The photo is resized so its longer side is at most ``max_side`` (the poses are scaled with it), as
+``csg run`` does.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from csg.pose import PoseSequence
+
+logger = logging.getLogger(__name__)
+
+
+def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(H, W) with the longer side <= ``max_side`` (0: unchanged), both even (H.264 needs it)."""
+    scale = 1.0 if max_side <= 0 else min(1.0, max_side / max(height, width))
+    return (max(2, int(round(height * scale)) // 2 * 2), max(2, int(round(width * scale)) // 2 * 2))
+
+
+def rescale(pose: PoseSequence, height: int, width: int) -> PoseSequence:
+    """``pose`` mapped onto a ``height`` x ``width`` canvas (scores kept)."""
+    k = pose.keypoints.copy()
+    k[..., 0] *= width / pose.width
+    k[..., 1] *= height / pose.height
+    return pose.replace(keypoints=k, width=width, height=height)
+
+
+class RenderCache:
+    """Renderers built on first use, each prepared once for the photo.
+
+    image: (H, W, 3) uint8; ref_pose: a callable returning the photo's skeleton (T=1) on the photo's
+    canvas (extraction is slow, so it is asked for only when a renderer is first prepared).
+    """
+
+    def __init__(self, image: np.ndarray, ref_pose: Callable[[], PoseSequence], *,
+                 max_side: int = 512, device: str = "cpu"):
+        import cv2
+
+        self.size_hw = working_size(image.shape[0], image.shape[1], max_side)
+        h, w = self.size_hw
+        self.image = image if (h, w) == image.shape[:2] else cv2.resize(
+            image, (w, h), interpolation=cv2.INTER_AREA)
+        self._ref_pose = ref_pose
+        self.device = device
+        self._built: dict[str, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> tuple[Any, Any]:
+        """(renderer, state or None for a v1 renderer), built and prepared once."""
+        with self._lock:
+            if name not in self._built:
+                from pose2video import get_renderer
+                from pose2video.cli import renderer_options
+
+                opts = renderer_options(name, None)
+                if self.device != "cpu":  # protocol v2 factories take device=
+                    opts["device"] = self.device
+                r = get_renderer(name, **opts)
+                ref = rescale(self._ref_pose(), *self.size_hw)
+                state = r.prepare(self.image, ref) if hasattr(r, "prepare") else None
+                self._built[name] = (r, state)
+            return self._built[name]
+
+    def frames(self, name: str, poses: PoseSequence, *, audio: np.ndarray | None = None,
+               seed: int = 0, callback: Callable[[int, int], None] | None = None
+               ) -> Iterator[np.ndarray]:
+        """Yield (n, h, w, 3) uint8 chunks rendering ``poses`` (on the photo's canvas)."""
+        import torch
+
+        r, state = self.get(name)
+        work = rescale(poses, *self.size_hw)
+        gen = torch.Generator().manual_seed(int(seed))
+        if state is not None:
+            yield from r.render(state, work, audio=audio, generator=gen, callback=callback,
+                                progress=False)
+        else:  # protocol v1
+            ref = rescale(self._ref_pose(), *self.size_hw)
+            yield from r.render(self.image, work, ref_pose=ref, audio=audio, generator=gen,
+                                callback=callback, progress=False)
+
+    def frame(self, name: str, poses: PoseSequence, t: int, seed: int = 0) -> np.ndarray:
+        """One (h, w, 3) uint8 frame: frame ``t`` of ``poses``."""
+        return np.concatenate(list(self.frames(name, poses.slice(t, t + 1), seed=seed)))[0]
