@@ -106,14 +106,26 @@ def _remove_created(folders) -> None:
               help="Write the cropped frames as clips/<id>.mp4.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Skip videos already prepared (done-markers in ROOT/done/).")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]),
+              help="local: this machine (--workers processes); ray: one Ray task per video "
+                   "(pip install 'csg[ray]').")
+@click.option("--workers", "prep_workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes (local), or CPUs of the local Ray started when no --address.")
+@click.option("--address", default=None,
+              help="Ray cluster to join (auto, ray://HOST:10001); default $RAY_ADDRESS or a "
+                   "local Ray. Paths must be on storage every node sees.")
 def prepare(videos, out, backend, size, min_face, min_body, min_seconds, split_by, seed, frames,
-            resume):
+            resume, engine, prep_workers, address):
     """Real talking videos -> the dataset format (poses, 16 kHz audio, optional frames)."""
+    from .engines import check_engine
     from .prepare import PrepareConfig, prepare_videos
+
+    check_engine(engine, prep_workers, address)
 
     size_hw = None if size.strip() == "0" else parse_size(size)
     cfg = PrepareConfig(backend=backend, size_hw=size_hw, min_face=min_face, min_body=min_body,
                         min_seconds=min_seconds, split_by=split_by, seed=seed, frames=frames)
     t0 = time.perf_counter()
-    recs = prepare_videos(videos, out, cfg, resume=resume)
+    recs = prepare_videos(videos, out, cfg, resume=resume, engine=engine, workers=prep_workers,
+                          address=address)
     click.echo(f"{len(recs)} clips in {out} ({time.perf_counter() - t0:.1f} s)")

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -139,44 +140,69 @@ def _marker(root: Path, rel: str) -> Path:
 
 def prepare_videos(videos: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig(), *,
                    resume: bool = True, extractor: Callable | None = None,
-                   progress: bool = True) -> list[ClipRecord]:
+                   progress: bool = True, engine: str = "local", workers: int = 1,
+                   address: str | None = None) -> list[ClipRecord]:
     """Prepare every video under ``videos`` into the dataset at ``out``; returns all its records.
 
     ``extractor``: a zero-argument factory of a context manager whose ``__call__(frame)`` returns a
     (133, 3) skeleton or None (default: ``csg.extract.PoseExtractor(backend=cfg.backend)``; tests
     pass a fake one). Videos without audio or that cannot be read are skipped with a warning.
-    """
-    from tqdm import tqdm
 
+    ``engine``/``workers``/``address``: where the per-video jobs run (:mod:`.engines`: this
+    process, ``workers`` local processes, or Ray). Each job writes its video's clips and then its
+    done-marker, so the files do not depend on the engine or on the order jobs finish in, and a
+    killed run resumes from the markers. With more than one process (or Ray) ``extractor`` must
+    pickle (a top-level class or ``functools.partial``, not a lambda).
+    """
+    from .engines import check_engine, run_jobs
+
+    check_engine(engine, workers, address)
     src, root = Path(videos), Path(out)
     items = list_videos(src)
     if not items:
         raise InputError(f"{src}: no videos ({', '.join(VIDEO_EXTS)}) found; point --videos at a "
                          "folder of talking videos")
     if extractor is None:
-        from ..extract import PoseExtractor
-
-        def extractor():
-            return PoseExtractor(backend=cfg.backend, video=True)
-    for path, speaker in tqdm(items, desc="prepare", unit="video", disable=not progress):
+        extractor = partial(_pose_extractor, cfg.backend)
+    jobs = []
+    for path, speaker in items:
         rel = path.relative_to(src).as_posix()
-        marker = _marker(root, rel)
-        if resume and marker.is_file():
+        if resume and _marker(root, rel).is_file():
             log.info("%s: already prepared, skipping (resume)", rel)
             continue
-        split = hash_split(speaker if cfg.split_by == "speaker" else rel, cfg.seed)
-        try:
-            recs = prepare_video(path, speaker, split, root, cfg, extractor)
-        except CsgError as e:
-            log.warning("%s: skipped (%s)", rel, e)
-            recs = []
-        atomic_write_bytes(marker, json.dumps({"video": rel, "clips": [r.__dict__ for r in recs]},
-                                              sort_keys=True).encode())
+        jobs.append((str(path), rel, speaker, str(root), cfg, extractor))
+    if len(jobs) < len(items):
+        log.info("resume: %d of %d videos already prepared", len(items) - len(jobs), len(items))
+    for _ in run_jobs(prepare_one, jobs, engine=engine, workers=workers, address=address,
+                      desc="prepare", progress=progress):
+        pass
     records = collect_records(root)
     write_manifest(root, records)
     if any(r.split == "train" for r in records):
         compute_stats(root, "train")
     return records
+
+
+def _pose_extractor(backend: str):
+    from ..extract import PoseExtractor
+
+    return PoseExtractor(backend=backend, video=True)
+
+
+def prepare_one(path: str, rel: str, speaker: str, root: str, cfg: PrepareConfig,
+                extractor: Callable) -> int:
+    """The job of one video (any engine): its clips, then its done-marker; returns the clip count.
+    Bad input (:class:`CsgError`) skips the video with a warning and an empty marker."""
+    root_p = Path(root)
+    split = hash_split(speaker if cfg.split_by == "speaker" else rel, cfg.seed)
+    try:
+        recs = prepare_video(Path(path), speaker, split, root_p, cfg, extractor)
+    except CsgError as e:
+        log.warning("%s: skipped (%s)", rel, e)
+        recs = []
+    atomic_write_bytes(_marker(root_p, rel), json.dumps(
+        {"video": rel, "clips": [r.__dict__ for r in recs]}, sort_keys=True).encode())
+    return len(recs)
 
 
 def collect_records(root: str | Path) -> list[ClipRecord]:
