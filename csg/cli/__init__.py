@@ -141,14 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt) as e:
+        # click turns Ctrl-C (and our SIGTERM, a KeyboardInterrupt) into Abort: look at the cause
+        cause = e if isinstance(e, KeyboardInterrupt) else e.__context__
+        if isinstance(cause, Terminated):
+            click.echo("error: terminated (SIGTERM); unfinished outputs were removed", err=True)
+            return 143
+        if isinstance(cause, KeyboardInterrupt):
+            click.echo("error: interrupted; unfinished outputs were removed", err=True)
+            return 130
         click.echo("error: aborted", err=True)
-        return 130
-    except Terminated:
-        click.echo("error: terminated (SIGTERM); nothing was written", err=True)
-        return 143
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
         return 130
     except CsgError as e:
         if debug:
