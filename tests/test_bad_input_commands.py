@@ -1,0 +1,384 @@
+"""Issue #11 B for the other commands (`csg pose generate | draw | convert | validate`, `csg render`,
+`csg data synth`, `csg eval video`, `csg train audio2pose`) and the output rules of csg.outputs.
+Each failure: non-zero exit, one clear line, no traceback, no file left, nothing else touched."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from csg.cli import main
+from tests.bad_input import (H, W, assert_one_clear_line, assert_untouched, make_scene, snapshot,
+                             speech_like)
+
+
+@pytest.fixture
+def scene(tmp_path):
+    return make_scene(tmp_path)
+
+
+def csg(capsys, args):
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+def _must_not_run(*a, **k):
+    raise AssertionError("work started before the options were checked")
+
+
+# --- csg pose generate: options checked before any model is loaded -------------------------------
+def _generate(scene, out, *extra):
+    return ["pose", "generate", "--audio", scene["audio"], "--ref", scene["ref"], "-o", out,
+            "--quiet", *extra]
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--steps", "0", "--steps"), ("--steps", "-1", "--steps"), ("--steps", "100000", "--steps"),
+    ("--cfg", "nan", "--cfg"), ("--cfg", "inf", "--cfg"), ("--cfg", "1e30", "--cfg"),
+    ("--lambda-face", "nan", "--lambda-face"), ("--lambda-nonface", "-inf", "--lambda-nonface"),
+    ("--lambda-diff", "1e300", "--lambda-diff"), ("--seed", str(2 ** 64), "--seed"),
+    ("--seed", "-1", "--seed"), ("--max-audio-seconds", "nan", "--max-audio-seconds"),
+    ("--max-audio-seconds", "0", "--max-audio-seconds"), ("--device", "nonsense", "unknown device"),
+    ("--device", "cuda", "no CUDA GPU"), ("--device", "cuda:1", "no CUDA GPU")])
+def test_generate_options_out_of_range(capsys, scene, tmp_path, monkeypatch, flag, value, needle):
+    import torch
+
+    from audio2pose import pipeline as a2p
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    monkeypatch.setattr(a2p.Audio2PosePipeline, "from_pretrained", _must_not_run)
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _generate(scene, tmp_path / "p.json", flag, value))
+    assert_one_clear_line(rc, err, needle)
+    assert_untouched(before, tmp_path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_generate_refuses_nan_audio(capsys, scene, tmp_path, monkeypatch, bad):
+    from audio2pose import pipeline as a2p
+
+    monkeypatch.setattr(a2p.Audio2PosePipeline, "from_pretrained", _must_not_run)
+    wav = speech_like()
+    wav[10] = bad
+    sf.write(scene["audio"], wav, 16000, subtype="FLOAT")
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _generate(scene, tmp_path / "p.json"))
+    assert_one_clear_line(rc, err, "NaN or infinite sample")
+    assert_untouched(before, tmp_path)
+
+
+@pytest.mark.parametrize("which", ["--audio", "--ref"])
+def test_generate_output_that_is_an_input(capsys, scene, tmp_path, which):
+    target = scene["audio"] if which == "--audio" else scene["ref"]
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _generate(scene, target, "--overwrite"))
+    assert_one_clear_line(rc, err, "destroy the input")
+    assert_untouched(before, tmp_path)
+
+
+def test_generate_into_a_fifo(capsys, scene, tmp_path):
+    fifo = tmp_path / "p.json"
+    os.mkfifo(fifo)
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _generate(scene, fifo, "--overwrite"))
+    assert_one_clear_line(rc, err, "FIFO")
+    assert_untouched(before, tmp_path)
+
+
+# --- csg render -----------------------------------------------------------------------------------
+def _render(scene, out, *extra):
+    return ["render", "--ref", scene["photo"], "--pose", scene["pose"], "--ref-pose", scene["ref"],
+            "--config", scene["yaml"], "-o", out, "--quiet", *extra]
+
+
+def test_render_refuses_nan_audio_before_encoding(capsys, scene, tmp_path):
+    """NaN audio used to surface as `avcodec_send_frame() returned 22`."""
+    wav = speech_like()
+    wav[50] = np.nan
+    sf.write(scene["audio"], wav, 16000, subtype="FLOAT")
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _render(scene, tmp_path / "r.mp4", "--audio", scene["audio"]))
+    assert_one_clear_line(rc, err, "NaN or infinite sample")
+    assert_untouched(before, tmp_path)
+
+
+@pytest.mark.parametrize("which", ["--pose", "--ref", "--audio"])
+def test_render_output_that_is_an_input(capsys, scene, tmp_path, which):
+    target = {"--pose": scene["pose"], "--ref": scene["photo"], "--audio": scene["audio"]}[which]
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _render(scene, target, "--audio", scene["audio"], "--overwrite"))
+    assert_one_clear_line(rc, err, "destroy the input")
+    assert_untouched(before, tmp_path)
+
+
+def test_render_into_a_fifo_or_folder(capsys, scene, tmp_path):
+    fifo = tmp_path / "r.mp4"
+    os.mkfifo(fifo)
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _render(scene, fifo, "--overwrite"))
+    assert_one_clear_line(rc, err, "FIFO")
+    assert_untouched(before, tmp_path)
+
+
+def test_render_full_disk(capsys, scene, tmp_path, monkeypatch):
+    from csg import video
+
+    def enospc(self, frame):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(video.VideoWriter, "write", enospc)
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _render(scene, tmp_path / "r.mp4"))
+    line = assert_one_clear_line(rc, err, "no space left on device")
+    assert "r.mp4" in line and "nothing was written" in line
+    assert_untouched(before, tmp_path)
+
+
+@pytest.mark.parametrize("flag,value,needle", [("--seed", str(2 ** 64), "--seed"),
+                                               ("--max-side", "-1", "--max-side"),
+                                               ("--device", "gpu7", "unknown device")])
+def test_render_options_out_of_range(capsys, scene, tmp_path, flag, value, needle):
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, _render(scene, tmp_path / "r.mp4", flag, value))
+    assert_one_clear_line(rc, err, needle)
+    assert_untouched(before, tmp_path)
+
+
+def test_render_works_at_the_working_size(capsys, tmp_path):
+    """`csg render` resizes a large photo like `csg run` does (render.max_side, 512 by default)
+    instead of rendering at the photo's full size."""
+    import cv2
+
+    from csg.image import save_image
+    from csg.video import probe_video
+    from tests.bad_input import textured
+    from tests.helpers import make_moving_pose, make_reference_pose
+
+    big_h, big_w = 1200, 1600
+    save_image(tmp_path / "big.png", cv2.resize(textured(), (big_w, big_h)))
+    make_reference_pose(height=big_h, width=big_w).save(tmp_path / "ref.json")
+    make_moving_pose(3, height=big_h, width=big_w).save(tmp_path / "pose.json")
+    (tmp_path / "w.yaml").write_text("segment: false\nmouth: false\n")
+    args = ["render", "--ref", tmp_path / "big.png", "--pose", tmp_path / "pose.json",
+            "--ref-pose", tmp_path / "ref.json", "--config", tmp_path / "w.yaml", "--quiet"]
+    rc, err = csg(capsys, args + ["-o", tmp_path / "a.mp4", "--max-side", "128"])
+    assert rc == 0, err
+    info = probe_video(tmp_path / "a.mp4")
+    assert (info["width"], info["height"]) == (128, 96) and info["num_frames"] == 3
+    from csg.canvas import working_size
+
+    assert working_size(big_h, big_w, 512) == (384, 512)  # the default, as in `csg run`
+
+
+def test_render_same_seed_same_bytes(capsys, scene, tmp_path):
+    for name in ("a.mp4", "b.mp4"):
+        rc, err = csg(capsys, _render(scene, tmp_path / name, "--audio", scene["audio"],
+                                      "--seed", "5"))
+        assert rc == 0, err
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+# --- skeleton files: absurd numbers and nesting ---------------------------------------------------
+def _pose_doc(scene) -> dict:
+    return json.loads(scene["pose"].read_text())
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("fps", 1e-9, "fps must be a positive number"), ("fps", 0, "fps must be a positive number"),
+    ("fps", 1e9, "fps must be a positive number"),
+    ("width", 1_000_000, "at most 16384"), ("height", 100_000, "at most 16384")])
+def test_pose_file_with_absurd_numbers(capsys, scene, tmp_path, key, value, needle):
+    d = _pose_doc(scene)
+    d[key] = value
+    scene["pose"].write_text(json.dumps(d))
+    before = snapshot(tmp_path)
+    for cmd in (["pose", "validate", scene["pose"]],
+                ["pose", "draw", scene["pose"], "-o", tmp_path / "d.mp4"]):
+        rc, err = csg(capsys, cmd)
+        assert_one_clear_line(rc, err, needle)
+    assert_untouched(before, tmp_path)
+
+
+def test_pose_draw_refuses_a_huge_canvas(capsys, scene, tmp_path):
+    """A 16000 x 16000 canvas is a valid skeleton file, but drawing it would take 768 MB a frame
+    (and the unbounded version tried 5 PiB)."""
+    d = _pose_doc(scene)
+    d["width"] = d["height"] = 16000
+    scene["pose"].write_text(json.dumps(d))
+    before = snapshot(tmp_path)
+    for out in ("d.mp4", "d.png"):
+        rc, err = csg(capsys, ["pose", "draw", scene["pose"], "-o", tmp_path / out])
+        assert_one_clear_line(rc, err, "too large to draw")
+    assert_untouched(before, tmp_path)
+
+
+@pytest.mark.parametrize("cmd", ["validate", "draw", "convert"])
+def test_deeply_nested_json(capsys, tmp_path, cmd):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    args = {"validate": ["pose", "validate", deep],
+            "draw": ["pose", "draw", deep, "-o", tmp_path / "d.png"],
+            "convert": ["pose", "convert", deep, "-o", tmp_path / "c.json", "--to", "csg",
+                        "--width", "64", "--height", "64"]}[cmd]
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, args)
+    assert_one_clear_line(rc, err, "nested too deeply")
+    assert_untouched(before, tmp_path)
+
+
+def test_pose_draw_output_that_is_an_input(capsys, scene, tmp_path):
+    voice = scene["dir"] / "voice.mp4"
+    voice.write_bytes(b"an input the user wants to keep")
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["pose", "draw", scene["pose"], "--audio", voice, "-o", voice,
+                           "--overwrite"])
+    assert_one_clear_line(rc, err, "destroy the input")
+    assert_untouched(before, tmp_path)
+
+
+# --- csg pose convert: BODY_25 both ways ----------------------------------------------------------
+def test_convert_body25_round_trip_keeps_the_feet(capsys, scene, tmp_path):
+    from csg import keypoints as K
+    from csg.pose import PoseSequence
+
+    src = PoseSequence.load(scene["pose"])
+    assert (src.scores[:, K.FEET] > 0).all()
+    rc, err = csg(capsys, ["pose", "convert", scene["pose"], "-o", tmp_path / "op", "--body",
+                           "body25"])
+    assert rc == 0, err
+    frame0 = json.loads((tmp_path / "op" / "frame_000000_keypoints.json").read_text())
+    assert len(frame0["people"][0]["pose_keypoints_2d"]) == 25 * 3
+    rc, err = csg(capsys, ["pose", "convert", tmp_path / "op", "-o", tmp_path / "back.json",
+                           "--fps", "25"])
+    assert rc == 0, err
+    back = PoseSequence.load(tmp_path / "back.json")
+    np.testing.assert_allclose(back.keypoints[:, K.FEET], src.keypoints[:, K.FEET], atol=1e-3)
+    # COCO-18 (the editors' form) still drops them, as documented
+    rc, err = csg(capsys, ["pose", "convert", scene["pose"], "-o", tmp_path / "op18"])
+    assert rc == 0, err
+    rc, err = csg(capsys, ["pose", "convert", tmp_path / "op18", "-o", tmp_path / "b18.json"])
+    assert rc == 0, err
+    assert (PoseSequence.load(tmp_path / "b18.json").scores[:, K.FEET] == 0).all()
+
+
+@pytest.mark.parametrize("flag,value", [("--fps", "nan"), ("--fps", "0"), ("--width", "0"),
+                                        ("--height", "10000000")])
+def test_convert_options_out_of_range(capsys, scene, tmp_path, flag, value):
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["pose", "convert", scene["pose"], "-o", tmp_path / "op", flag, value])
+    assert_one_clear_line(rc, err, flag)
+    assert_untouched(before, tmp_path)
+
+
+# --- csg data synth --size ------------------------------------------------------------------------
+@pytest.mark.parametrize("size", ["100000", "3000x256", "8"])
+def test_synth_size_is_bounded_and_leaves_nothing(capsys, tmp_path, size):
+    before = snapshot(tmp_path)
+    rc = main(["data", "synth", "--out", str(tmp_path / "ds"), "--clips", "1", "--size", size])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err and "unexpected" not in err
+    errors = [ln for ln in err.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1 and "--size" in errors[0], err
+    assert not (tmp_path / "ds").exists()
+    assert_untouched(before, tmp_path)
+
+
+def test_synth_config_bounds_the_size_too():
+    from csg.data.synth import SynthConfig
+    from csg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="2048"):
+        SynthConfig(size_hw=(100000, 100000))
+
+
+def test_failed_synth_removes_the_folder_it_created(capsys, tmp_path, monkeypatch):
+    from csg.data import synth
+
+    def boom(root, cfg, **k):
+        (Path(root) / "clips").mkdir(parents=True)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(synth, "make_corpus", boom)
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["data", "synth", "--out", tmp_path / "new" / "ds", "--clips", "1"])
+    assert_one_clear_line(rc, err, "no space left on device")
+    assert not (tmp_path / "new").exists()
+    assert_untouched(before, tmp_path)
+
+
+# --- csg eval video: a still image is not a video -------------------------------------------------
+@pytest.mark.parametrize("name", ["photo.png", "photo_as.mp4"])
+def test_eval_video_refuses_a_still_image(capsys, scene, tmp_path, monkeypatch, name):
+    import shutil
+
+    from eval import video_eval
+
+    monkeypatch.setattr(video_eval, "detect_keypoints", _must_not_run)
+    still = scene["dir"] / name
+    if name != "photo.png":
+        shutil.copy(scene["photo"], still)
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["eval", "video", "--video", still, "--pose", scene["pose"], "-o",
+                           tmp_path / "rep"])
+    assert_one_clear_line(rc, err, "still image")
+    assert_untouched(before, tmp_path)
+
+
+# --- csg train audio2pose finds its default config from any folder --------------------------------
+def test_default_training_config_found_from_another_folder(tmp_path, monkeypatch):
+    from csg.config import PROJECT_ROOT, find_config
+    from csg.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    assert find_config("configs/audio2pose/base.yaml") == \
+        PROJECT_ROOT / "configs" / "audio2pose" / "base.yaml"
+    with pytest.raises(ConfigError, match="not found"):
+        find_config("configs/audio2pose/nope.yaml")
+
+
+# --- csg.outputs rules, directly ------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/dev/null", "/dev/csg-never.mp4", "/proc/self/csg.json",
+                                  "/sys/csg.json"])
+def test_system_paths_are_refused_without_touching_them(path):
+    """Only stat calls: nothing under /dev, /proc or /sys is opened for writing."""
+    from csg.errors import OutputError
+    from csg.outputs import check_output_path
+
+    with pytest.raises(OutputError, match="refusing to write under"):
+        check_output_path(path, overwrite=True)
+
+
+def test_output_set_is_all_or_none(tmp_path):
+    from csg.outputs import OutputSet
+
+    a, b = tmp_path / "x" / "a.bin", tmp_path / "x" / "b.bin"
+    with pytest.raises(RuntimeError):
+        with OutputSet({"a": a, "b": b}) as out:
+            out.temp("a").write_bytes(b"A")
+            raise RuntimeError("failed before b")
+    assert not (tmp_path / "x").exists()
+    with OutputSet({"a": a, "b": b}) as out:
+        out.temp("a").write_bytes(b"A")
+        out.temp("b").write_bytes(b"B")
+        assert not a.exists() and not b.exists()
+    assert a.read_bytes() == b"A" and b.read_bytes() == b"B"
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["a.bin", "b.bin"]
+    assert oct(a.stat().st_mode & 0o777) != oct(0o600)  # ordinary permissions, not mkstemp's
+
+
+def test_output_set_lock_excludes_a_second_writer(tmp_path):
+    from csg.errors import OutputError
+    from csg.outputs import OutputSet, atomic_write_text
+
+    p = tmp_path / "a.json"
+    with OutputSet({"a": p}):
+        with pytest.raises(OutputError, match="another csg command"):
+            atomic_write_text(p, "{}")
+    atomic_write_text(p, "{}")  # released
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["a.json"]
