@@ -116,6 +116,7 @@ def distill() -> None:
     "pose": ("eval.cli:pose", "Stage-1 metrics: FGD, BAS, lip sync, diversity, jitter."),
     "video": ("eval.cli:video", "Stage-2 metrics: pose adherence, PSNR/SSIM, flicker."),
     "compare": ("eval.cli:compare", "Run variants over a dataset split, one table."),
+    "motion": ("eval.motion_cli:motion", "Generated skeletons vs the same speaker's real motion."),
 })
 def eval_group() -> None:
     """Stage-wise evaluation with reports and plots."""
