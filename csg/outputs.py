@@ -135,17 +135,32 @@ def temp_pattern(path: str | os.PathLike) -> re.Pattern:
     return re.compile(r"\." + re.escape(p.stem) + r"\.[A-Za-z0-9_]{8}\.tmp" + re.escape(p.suffix))
 
 
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+_ANY_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\..*)?")
+# folder -> names that looked like temporary files when this process first wrote there
+_TEMP_CACHE: dict[str, set[str]] = {}
+
+
+def remove_stale_temps(path: str | os.PathLike, *, cached: bool = False) -> list[Path]:
     """Delete temporary files of ``path``'s naming left by a killed writer. Call only while holding
-    the lock of ``path`` (a live writer holds it). Returns the files removed."""
+    the lock of ``path`` (a live writer holds it). Returns the files removed.
+
+    ``cached``: list the folder only the first time this process writes there (single-file
+    writers that fill folders with thousands of files use this; :class:`OutputSet` lists afresh).
+    """
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
     pat = temp_pattern(p)
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
+    key = os.path.abspath(folder)
+    removed: list[Path] = []
+    if cached and key in _TEMP_CACHE:
+        names = set(_TEMP_CACHE[key])
+    else:
+        try:
+            names = {n for n in os.listdir(folder) if _ANY_TEMP.fullmatch(n)}
+        except OSError:
+            return removed
+        if cached:
+            _TEMP_CACHE[key] = set(names)
     for name in names:
         q = folder / name
         if pat.fullmatch(name) and os.path.abspath(q) not in _LIVE_TEMPS:
@@ -153,6 +168,7 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
                 if stat.S_ISREG(os.lstat(q).st_mode):
                     os.unlink(q)
                     removed.append(q)
+            _TEMP_CACHE.get(key, set()).discard(name)
     return removed
 
 
@@ -240,11 +256,12 @@ class OutputSet:
 
     def __init__(self, outputs: Mapping[str, str | os.PathLike], *, overwrite: bool = False,
                  inputs: Mapping[str, str | os.PathLike | None] | None = None,
-                 make_folders: bool = True):
+                 make_folders: bool = True, cached_listing: bool = False):
         self.paths = {k: Path(v) for k, v in outputs.items()}
         self.overwrite = overwrite
         self.inputs = dict(inputs or {})
         self.make_folders = make_folders
+        self.cached_listing = cached_listing
         self._temps: dict[str, Path] = {}
         self._locks: list[_Lock] = []
         self._made: list[Path] = []
@@ -292,7 +309,7 @@ class OutputSet:
                 lock.acquire()
                 self._locks.append(lock)
             for key, p in self.paths.items():
-                remove_stale_temps(p)
+                remove_stale_temps(p, cached=self.cached_listing)
                 folder = p.parent if str(p.parent) else Path(".")
                 try:
                     fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}",
@@ -392,7 +409,8 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = True) -> Iterato
         yield Path(path)
         return
     p = check_output_path(path, overwrite=overwrite)
-    with OutputSet({str(p): p}, overwrite=overwrite, make_folders=False) as out:
+    with OutputSet({str(p): p}, overwrite=overwrite, make_folders=False,
+                   cached_listing=True) as out:
         yield out.temp(str(p))
 
 
