@@ -1,0 +1,298 @@
+"""The ``vdm`` renderer (protocol v2): photo + skeletons (+ speech) -> frames by latent diffusion.
+
+``prepare(photo, ref_pose)`` resizes the photo to the working size (long side ``size``, both sides
+multiples of 8 x patch; any photo size works, the output is resized back) and encodes it: the
+reference latent, frame 0 of every window (UniVDM, PAHA §4.1.1).
+
+``render(state, poses, audio=...)`` covers the sequence with model windows of ``window`` frames:
+the first window samples ``window`` new frames; each later window takes the previous window's last
+``overlap`` latents *exactly* as clean context frames (after the reference) and samples
+``window - overlap`` new ones (PAHA B.4.1: first-frame-conditioned windows, no seams). Sampling is
+DDIM through :func:`csg.diffusion.sampling.ddim_sample` with classifier-free guidance on the pose
+(``cfg_pose``) and the audio (``cfg_audio``) as nested :func:`~csg.diffusion.sampling.classifier_free`
+wrappers. Memory holds one window of latents; frames are decoded window by window and streamed in
+chunks of at most ``chunk``. All noise comes from one CPU ``torch.Generator`` (seeded 0 when none is
+given), so the same seed gives the same bytes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from csg.errors import WeightsNotFoundError
+from csg.pose import PoseSequence
+
+from ..base import CanvasMismatchError, ProgressBar, ProgressCallback, check_inputs, \
+    reference_pose_for
+from .config import VdmRenderConfig
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = Path(__file__).resolve().parent.parent / "weights" / "vdm"
+"""The embedded checkpoint (config.json, diffusion_pytorch_model.safetensors, vdm.json)."""
+TRAIN_HINT = "csg train renderer --out {path}"
+
+
+@dataclass
+class VdmState:
+    """What :meth:`VdmRenderer.prepare` builds once per photo."""
+
+    size_hw: tuple[int, int]  # the photo (H, W)
+    work_hw: tuple[int, int]  # working resolution (multiples of 8 x patch)
+    ref_latent: Any  # (1, C, h, w) torch tensor
+    ref_pose: np.ndarray  # (133, 3) on the working canvas
+
+
+def working_size(size_hw: tuple[int, int], long_side: int, multiple: int) -> tuple[int, int]:
+    """(H', W'): long side ``long_side``, aspect kept as closely as multiples of ``multiple`` allow
+    (each side at least ``multiple``)."""
+    h, w = size_hw
+    s = long_side / max(h, w)
+    return (max(multiple, int(round(h * s / multiple)) * multiple),
+            max(multiple, int(round(w * s / multiple)) * multiple))
+
+
+def scale_poses(kp: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
+    """(..., 133, 3) pixel skeletons from a src canvas to a dst canvas (scores kept)."""
+    out = np.array(kp, np.float32, copy=True)
+    out[..., 0] *= dst_hw[1] / src_hw[1]
+    out[..., 1] *= dst_hw[0] / src_hw[0]
+    return out
+
+
+def load_vdm(path: str | Path | None):
+    """(model, note) from a trained folder (default: the embedded checkpoint).
+
+    Raises :class:`WeightsNotFoundError` with one line naming the path and the training command.
+    """
+    from .model import VdmDenoiser
+
+    folder = Path(path) if path else EMBEDDED
+    need = [folder / "config.json", folder / "vdm.json"]
+    if not folder.is_dir() or not all(p.is_file() for p in need) or \
+            not any(folder.glob("*.safetensors")):
+        raise WeightsNotFoundError(
+            f"{folder}: vdm weights not found (config.json, vdm.json, *.safetensors); train them "
+            f"with `{TRAIN_HINT.format(path=folder)}`")
+    model = VdmDenoiser.from_pretrained(str(folder))
+    note = json.loads((folder / "vdm.json").read_text())
+    return model, note
+
+
+class VdmRenderer:
+    """Latent video diffusion renderer (module doc)."""
+
+    name = "vdm"
+    needs = "nothing (embedded checkpoint)"
+
+    def __init__(self, config: VdmRenderConfig = VdmRenderConfig(), *, device: str = "cpu",
+                 dtype: str | None = None, model=None, note: dict | None = None, codec=None):
+        import torch
+
+        from csg.features import AudioFeatureConfig
+        from csg.config import from_dict
+
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = {None: torch.float32, "float32": torch.float32, "float16": torch.float16,
+                      "bfloat16": torch.bfloat16}[dtype]
+        if model is None:
+            model, note = load_vdm(config.weights or None)
+        self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.note = dict(note or {})
+        self.features = from_dict(AudioFeatureConfig, self.note.get("features", {}),
+                                  "vdm.json features")
+        if codec is None:
+            from .codec import build_codec
+
+            codec = build_codec(config.codec or self.note.get("codec", "taef2"),
+                                config.codec_path or self.note.get("codec_path") or None,
+                                device=device)
+        self.codec = codec
+        self.size = int(config.size or self.note.get("size", 256))
+        self.window = int(config.window or self.note.get("window", 8))
+        self.overlap = int(config.overlap if config.overlap >= 0 else self.note.get("carry", 2))
+        if not 0 <= self.overlap < self.window:
+            from csg.errors import ConfigError
+
+            raise ConfigError(f"vdm: overlap ({self.overlap}) must be in [0, window "
+                              f"{self.window})")
+
+    # --- protocol v2 ------------------------------------------------------------------------------
+    def prepare(self, ref_image: np.ndarray, ref_pose: PoseSequence | None = None) -> VdmState:
+        """Validate the photo, resize it to the working size and encode the reference latent."""
+        import cv2
+        import torch
+
+        from csg.errors import InputError
+
+        img = np.asarray(ref_image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise InputError(f"reference image: expected (H, W, 3) uint8 RGB, got {img.shape} "
+                             f"{img.dtype}")
+        if ref_pose is not None:
+            check_inputs(img, ref_pose)  # non-empty, canvas == photo size
+        ref_pose = reference_pose_for(img, ref_pose)
+        H, W = img.shape[:2]
+        mult = 8 * self.model.config.patch_size
+        work = working_size((H, W), self.size, mult)
+        small = cv2.resize(img, (work[1], work[0]), interpolation=cv2.INTER_AREA
+                           if work[0] < H else cv2.INTER_LINEAR)
+        x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255
+        lat = self.codec.encode(x).to(self.device, self.dtype)
+        kp = scale_poses(ref_pose.keypoints[0], (H, W), work)
+        return VdmState((H, W), work, lat, kp)
+
+    def render(self, state: VdmState, poses: PoseSequence, *, audio: np.ndarray | None = None,
+               generator: Any = None, callback: ProgressCallback | None = None,
+               progress: bool = True, chunk: int = 16) -> Iterator[np.ndarray]:
+        """Yield (n, H, W, 3) uint8 arrays, 1 <= n <= chunk, ``len(poses)`` frames in all."""
+        from csg.errors import InputError
+
+        if len(poses) == 0:
+            raise InputError("pose: the sequence has no frames")
+        H, W = state.size_hw
+        if (poses.height, poses.width) != (H, W):
+            raise CanvasMismatchError(
+                f"pose: canvas is {poses.width}x{poses.height} (width x height) but the reference "
+                f"photo is {W}x{H}; generate the skeleton for this photo, or fit it onto the photo "
+                "with `csg render --retarget`")
+        chunk = max(1, int(chunk))
+        buf: list[np.ndarray] = []
+        done = 0
+        with ProgressBar(len(poses), progress, "vdm") as bar:
+            for frames in self.render_windows(state, poses, audio=audio, generator=generator):
+                buf.extend(frames)
+                while len(buf) >= chunk:
+                    out, buf = np.stack(buf[:chunk]), buf[chunk:]
+                    done += len(out)
+                    bar.update(len(out))
+                    if callback is not None:
+                        callback(done, len(poses))
+                    yield out
+            if buf:
+                done += len(buf)
+                bar.update(len(buf))
+                if callback is not None:
+                    callback(done, len(poses))
+                yield np.stack(buf)
+
+    # --- the model windows --------------------------------------------------------------------------
+    def plan(self, num_frames: int) -> list[tuple[int, int, int]]:
+        """[(start, stop, carried), ...]: window j samples frames [start, stop) given the
+        ``carried`` frames before ``start`` as context (0 for the first window)."""
+        from csg.diffusion.windows import plan_windows
+
+        return [(w.new.start, w.new.stop, w.carried)
+                for w in plan_windows(num_frames, self.window, self.overlap)]
+
+    def render_windows(self, state: VdmState, poses: PoseSequence, *,
+                       audio: np.ndarray | None = None, generator: Any = None,
+                       on_window=None) -> Iterator[np.ndarray]:
+        """Yield each model window's new frames, (n, H, W, 3) uint8. ``on_window(j, context,
+        new_latents)`` (tests) sees the context latents given and the latents sampled."""
+        import torch
+
+        from .data import audio_tokens, pose_maps
+
+        gen = _torch_generator(generator)
+        T = len(poses)
+        work = state.work_hw
+        kp = scale_poses(poses.keypoints, poses.size_hw, work)
+        has_audio = audio is not None and len(audio) > 0
+        if has_audio:
+            tok = torch.from_numpy(audio_tokens(audio, poses.fps, T, self.features))
+        else:
+            m = self.model.config
+            tok = torch.zeros(T, 2 * m.audio_context + 1, m.audio_dim)
+        ref_map = pose_maps(state.ref_pose[None], work, self.config.threshold)
+        prev = None  # latents of the previous window (1, n, C, h, w)
+        for j, (a, b, k) in enumerate(self.plan(T)):
+            carried = prev[:, prev.shape[1] - k:] if k else state.ref_latent[:, None][:, :0]
+            context = torch.cat([state.ref_latent[:, None], carried], 1)
+            maps = torch.cat([ref_map, pose_maps(kp[a - k:b], work, self.config.threshold)])
+            aud = torch.cat([torch.zeros_like(tok[:1]), tok[a - k:b]])
+            new = self._sample(context, maps[None], aud[None], b - a, has_audio, gen)
+            if on_window is not None:
+                on_window(j, context, new)
+            prev = torch.cat([carried, new], 1)
+            yield self._decode(new[0], (poses.height, poses.width))
+
+    def _sample(self, context, maps, aud, n: int, has_audio: bool, gen):
+        import torch
+
+        from csg.diffusion.sampling import classifier_free, ddim_sample, randn
+        from csg.diffusion.schedule import NoiseSchedule, timesteps
+
+        m = self.model
+        mc = m.config
+        dev, dt = self.device, self.dtype
+        context, maps, aud = context.to(dev, dt), maps.to(dev, dt), aud.to(dev, dt)
+        h, w = context.shape[-2:]
+
+        def model_fn(x, t, drop_pose, drop_audio):
+            B = x.shape[0]
+            rep = lambda y: y.expand(B, *y.shape[1:])  # noqa: E731
+            if not has_audio:
+                drop_audio = torch.ones(B, dtype=torch.bool, device=x.device)
+            tt = torch.full((B,), int(t), dtype=torch.long, device=x.device)
+            return m(rep(context), x, tt, rep(maps), rep(aud), drop_pose=drop_pose,
+                     drop_audio=drop_audio).sample
+
+        def pose_level(x, t, drop_pose):
+            def audio_level(x2, t2, drop_audio):
+                dp = None if drop_pose is None else drop_pose.repeat(x2.shape[0] // x.shape[0])
+                return model_fn(x2, t2, dp, drop_audio)
+            return classifier_free(audio_level, self.config.cfg_audio if has_audio else 1.0)(x, t)
+
+        fn = classifier_free(pose_level, self.config.cfg_pose)
+        schedule = NoiseSchedule.cosine(mc.num_train_timesteps, mc.prediction_type)
+        ts = timesteps(mc.num_train_timesteps, self.config.steps, "trailing")
+        x = randn((1, n, mc.latent_channels, h, w), gen, device=dev, dtype=dt)
+        return ddim_sample(fn, x, ts, schedule, generator=gen, eta=self.config.eta)
+
+    def _decode(self, lat, size_hw: tuple[int, int]) -> np.ndarray:
+        """(n, C, h, w) latents -> (n, H, W, 3) uint8 at the photo size."""
+        import cv2
+        import torch
+
+        out = []
+        for i in range(0, lat.shape[0], 4):
+            x = self.codec.decode(lat[i:i + 4].float())
+            out.append((x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8))
+        frames = np.concatenate(out)
+        H, W = size_hw
+        if frames.shape[1:3] != (H, W):
+            frames = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR)
+                               for f in frames])
+        del torch
+        return frames
+
+
+def _torch_generator(generator: Any):
+    """A CPU ``torch.Generator``: the one given, one seeded from a numpy Generator, or seed 0."""
+    import torch
+
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, np.random.Generator):
+        return torch.Generator().manual_seed(int(generator.integers(0, 2 ** 62)))
+    return torch.Generator().manual_seed(0 if generator is None else int(generator))
+
+
+def vdm_factory(*, device: str = "cpu", dtype: str | None = None, **options: Any) -> VdmRenderer:
+    """Registry factory (protocol v2): ``options`` are :class:`VdmRenderConfig` fields (strict), or
+    ``config=VdmRenderConfig(...)``; ``model=``/``note=``/``codec=`` inject built parts (tests)."""
+    from csg.config import from_dict
+
+    parts = {k: options.pop(k) for k in ("model", "note", "codec") if k in options}
+    if isinstance(options.get("config"), VdmRenderConfig) and len(options) == 1:
+        cfg = options["config"]
+    else:
+        cfg = from_dict(VdmRenderConfig, options, "renderer options (VdmRenderConfig)")
+    return VdmRenderer(cfg, device=device, dtype=dtype, **parts)

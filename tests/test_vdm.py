@@ -1,0 +1,300 @@
+"""The ``vdm`` renderer with tiny components built in code: codec, denoiser, windows, renderer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from csg.errors import WeightsNotFoundError
+from tests.helpers import make_moving_pose, make_reference_pose
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+H, W = 48, 64  # non-square photo (H x W) so swaps show
+
+
+# --- tiny parts ----------------------------------------------------------------------------------
+def tiny_vae():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4,
+                         block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4)
+
+
+def tiny_codec():
+    from pose2video.vdm.codec import DiffusersVaeCodec
+
+    return DiffusersVaeCodec(vae=tiny_vae())
+
+
+def tiny_model(**kw):
+    from pose2video.vdm.model import VdmDenoiser
+
+    torch.manual_seed(0)
+    cfg = dict(latent_channels=4, patch_size=2, width=32, depth=1, heads=2, audio_dim=10,
+               audio_context=1, pose_guider_channels=4, max_frames=16)
+    cfg.update(kw)
+    m = VdmDenoiser(**cfg)
+    with torch.no_grad():  # a zero-initialised model predicts zeros: give the output layers weight
+        for p in m.parameters():
+            if p.abs().sum() == 0 and p.dim() > 0:
+                p.normal_(0, 0.02)
+    return m
+
+
+TINY_NOTE = {"codec": "autoencoder_kl", "size": 64, "window": 4, "carry": 2,
+             "features": {"n_mels": 8, "context": 1}}
+
+
+def tiny_options(**kw) -> dict:
+    """get_renderer("vdm", **tiny_options()) without any weights on disk."""
+    opts = {"model": tiny_model(), "note": dict(TINY_NOTE), "codec": tiny_codec(), "steps": 2,
+            "cfg_pose": 2.0, "cfg_audio": 1.5}
+    opts.update(kw)
+    return opts
+
+
+def tiny_renderer(**kw):
+    from pose2video.vdm.renderer import vdm_factory
+
+    return vdm_factory(**tiny_options(**kw))
+
+
+def _photo(h=H, w=W) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1) % 256
+    return (base + rng.integers(0, 30, (h, w, 3))).clip(0, 255).astype(np.uint8)
+
+
+def _render(r, poses, seed=0, audio=None, chunk=16, h=H, w=W):
+    state = r.prepare(_photo(h, w), make_reference_pose(h, w))
+    gen = torch.Generator().manual_seed(seed)
+    return list(r.render(state, poses, audio=audio, generator=gen, progress=False, chunk=chunk))
+
+
+# --- codec ---------------------------------------------------------------------------------------
+def test_taef2_loads_strictly_and_round_trips_shapes():
+    from pose2video.vdm.codec import Taef2Codec
+
+    c = Taef2Codec()
+    x = torch.rand(1, 3, 16, 24)
+    z = c.encode(x)
+    assert z.shape == (1, 32, 2, 3)
+    y = c.decode(z)
+    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+
+
+def test_taef2_strict_load_refuses_a_wrong_state_dict(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from pose2video.vdm.codec import TAEF2_DIR, Taef2Codec
+
+    for name in ("encoder", "decoder"):
+        sd = load_file(str(TAEF2_DIR / f"taef2_{name}.safetensors"))
+        if name == "decoder":
+            sd.pop(next(iter(sd)))  # one tensor missing
+        save_file(sd, str(tmp_path / f"taef2_{name}.safetensors"))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        Taef2Codec(tmp_path)
+
+
+def test_taef2_missing_weights_one_line(tmp_path):
+    from pose2video.vdm.codec import Taef2Codec
+
+    with pytest.raises(WeightsNotFoundError, match=str(tmp_path)):
+        Taef2Codec(tmp_path)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "video" / "face").is_dir(),
+                    reason="../shared/data/video/face not present")
+def test_taef2_reconstructs_a_real_frame():
+    import cv2
+
+    from csg.video import read_video
+    from pose2video.vdm.codec import Taef2Codec
+
+    f = next(iter(read_video(SHARED / "data/video/face/WDA_KatieHill_000.mp4", max_frames=1)))
+    im = cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255
+    c = Taef2Codec()
+    mse = float(((c.decode(c.encode(x)) - x) ** 2).mean())
+    assert 10 * np.log10(1 / mse) > 25  # 128 px: about 29 dB measured; broken weights give < 15
+
+
+def test_autoencoder_kl_adapter_with_a_tiny_vae():
+    c = tiny_codec()
+    assert (c.latent_channels, c.factor) == (4, 8)
+    z = c.encode(torch.rand(2, 3, 16, 24))
+    assert z.shape == (2, 4, 2, 3)
+    assert c.decode(z).shape == (2, 3, 16, 24)
+
+
+def test_autoencoder_kl_missing_path_one_line(tmp_path):
+    from pose2video.vdm.codec import load_autoencoder_kl
+
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_autoencoder_kl("no-such-org/no-such-vae")
+    assert "no-such-org/no-such-vae" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(WeightsNotFoundError):
+        load_autoencoder_kl(str(tmp_path))  # a folder without config.json
+
+
+# --- denoiser ------------------------------------------------------------------------------------
+def _inputs(B=1, K=1, T=3, h=6, w=8, A=3, D=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, K, 4, h, w, generator=g), torch.randn(B, T, 4, h, w, generator=g),
+            torch.tensor([500] * B), torch.rand(B, K + T, 3, 8 * h, 8 * w, generator=g),
+            torch.randn(B, K + T, A, D, generator=g))
+
+
+def test_denoiser_shapes_and_zero_init_pose_guider():
+    from pose2video.vdm.model import VdmDenoiser
+
+    m = VdmDenoiser(latent_channels=4, width=32, depth=1, heads=2, audio_dim=10, audio_context=1)
+    assert float(m.pose_guider.out.weight.abs().sum()) == 0  # zero-initialised
+    out = m(*_inputs()).sample
+    assert out.shape == (1, 3, 4, 6, 8)
+    assert float(out.abs().max()) == 0  # AdaLN-zero + zero output layer: a new model predicts 0
+
+
+def test_denoiser_conditions_and_null_conditions_matter():
+    m = tiny_model().eval()
+    ctx, x, t, maps, aud = _inputs()
+    with torch.no_grad():
+        base = m(ctx, x, t, maps, aud).sample
+        no_pose = m(ctx, x, t, maps, aud, drop_pose=torch.tensor([True])).sample
+        no_audio = m(ctx, x, t, maps, aud, drop_audio=torch.tensor([True])).sample
+        other_ref = m(ctx + 1, x, t, maps, aud).sample
+    for other in (no_pose, no_audio, other_ref):
+        assert not torch.allclose(base, other)
+
+
+def test_denoiser_batch_of_two_equals_two_singles():
+    m = tiny_model().eval()
+    a, b = _inputs(seed=0), _inputs(seed=1)
+    with torch.no_grad():
+        both = m(*[torch.cat([u, v]) for u, v in zip(a, b)]).sample
+        sa, sb = m(*a).sample, m(*b).sample
+    torch.testing.assert_close(both, torch.cat([sa, sb]), atol=1e-5, rtol=1e-4)
+
+
+def test_denoiser_save_load_round_trip(tmp_path):
+    from pose2video.vdm.model import VdmDenoiser
+
+    m = tiny_model().eval()
+    m.save_pretrained(tmp_path)
+    m2 = VdmDenoiser.from_pretrained(tmp_path).eval()
+    for (k, p), (_, q) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(p, q), k
+    with torch.no_grad():
+        torch.testing.assert_close(m(*_inputs()).sample, m2(*_inputs()).sample)
+
+
+def test_denoiser_positions_are_resolution_independent():
+    from pose2video.vdm.model import grid_positions
+
+    a = grid_positions(8, 8, 32, 16.0, "cpu")   # 256 px, patch 2
+    b = grid_positions(16, 16, 32, 16.0, "cpu")  # 512 px
+    # the centre of patch (i, j) at 256 px lies between 512-px patches (2i, 2j) and (2i+1, 2j+1)
+    mid = 0.5 * (b.view(16, 16, 32)[0::2, 0::2] + b.view(16, 16, 32)[1::2, 1::2])
+    assert float((a.view(8, 8, 32) - mid).abs().max()) < 0.2
+    m = tiny_model()
+    with torch.no_grad():
+        assert m(*_inputs(h=4, w=4)).sample.shape[-2:] == (4, 4)
+        assert m(*_inputs(h=8, w=12)).sample.shape[-2:] == (8, 12)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    m = tiny_model()
+    inp = _inputs()
+    m(*inp).sample.square().mean().backward()
+    g1 = [p.grad.clone() for p in m.parameters() if p.grad is not None]
+    m.zero_grad()
+    m.gradient_checkpointing = True
+    m(*inp).sample.square().mean().backward()
+    g2 = [p.grad.clone() for p in m.parameters() if p.grad is not None]
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+# --- renderer ------------------------------------------------------------------------------------
+def test_render_frame_count_chunks_and_sizes():
+    r = tiny_renderer()
+    poses = make_moving_pose(7, H, W)
+    chunks = _render(r, poses, chunk=3)
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert all(c.shape[1:] == (H, W, 3) and c.dtype == np.uint8 for c in chunks)
+
+
+def test_render_same_seed_same_bytes_other_seed_differs():
+    r = tiny_renderer()
+    poses = make_moving_pose(5, H, W)
+    a = np.concatenate(_render(r, poses, seed=3))
+    b = np.concatenate(_render(r, poses, seed=3))
+    c = np.concatenate(_render(r, poses, seed=4))
+    assert a.tobytes() == b.tobytes()
+    assert not np.array_equal(a, c)
+
+
+def test_render_with_audio_is_deterministic_and_uses_it():
+    r = tiny_renderer()
+    poses = make_moving_pose(4, H, W)
+    n = int(round(4 / 25 * 16000))
+    wav = np.random.default_rng(0).normal(0, 0.1, n).astype(np.float32)
+    a = np.concatenate(_render(r, poses, audio=wav))
+    assert a.tobytes() == np.concatenate(_render(r, poses, audio=wav)).tobytes()
+    assert not np.array_equal(a, np.concatenate(_render(r, poses)))
+
+
+def test_windows_carry_the_previous_latents_exactly():
+    r = tiny_renderer()  # window 4, overlap 2
+    poses = make_moving_pose(9, H, W)
+    state = r.prepare(_photo(), make_reference_pose(H, W))
+    seen = []
+    frames = list(r.render_windows(state, poses, generator=torch.Generator().manual_seed(0),
+                                   on_window=lambda j, ctx, new: seen.append((ctx, new))))
+    assert r.plan(9) == [(0, 4, 0), (4, 6, 2), (6, 8, 2), (8, 9, 2)]
+    assert sum(len(f) for f in frames) == 9
+    for (ctx0, new0), (ctx1, new1) in zip(seen, seen[1:]):
+        assert torch.equal(ctx1[:, 0], state.ref_latent)  # frame 0: the reference, clean
+        prev = torch.cat([ctx0[:, 1:], new0], 1)
+        assert torch.equal(ctx1[:, 1:], prev[:, -2:])  # the carried latents, bit for bit
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (101, 29), (8, 8)])
+def test_odd_photo_sizes(hw):
+    h, w = hw
+    r = tiny_renderer()
+    out = np.concatenate(_render(r, make_moving_pose(3, h, w), h=h, w=w))
+    assert out.shape == (3, h, w, 3)
+
+
+def test_canvas_mismatch_is_a_clear_error():
+    from pose2video.base import CanvasMismatchError
+
+    r = tiny_renderer()
+    state = r.prepare(_photo(), make_reference_pose(H, W))
+    with pytest.raises(CanvasMismatchError, match="64x48"):
+        list(r.render(state, make_moving_pose(3, 50, 64), progress=False))
+
+
+def test_missing_weights_one_line_names_path_and_command(tmp_path):
+    from pose2video.vdm.renderer import vdm_factory
+
+    with pytest.raises(WeightsNotFoundError) as e:
+        vdm_factory(weights=str(tmp_path / "nothing"))
+    msg = str(e.value)
+    assert str(tmp_path / "nothing") in msg and "csg train renderer" in msg and "\n" not in msg
+
+
+def test_unknown_option_is_refused():
+    from csg.errors import ConfigError
+    from pose2video.vdm.renderer import vdm_factory
+
+    with pytest.raises(ConfigError, match="stepz"):
+        vdm_factory(stepz=3)
