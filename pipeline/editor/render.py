@@ -37,11 +37,13 @@ class RenderCache:
     """Renderers built on first use, each prepared once for the photo.
 
     image: (H, W, 3) uint8; ref_pose: a callable returning the photo's skeleton (T=1) on the photo's
-    canvas (extraction is slow, so it is asked for only when a renderer is first prepared).
+    canvas (extraction is slow, so it is asked for only when a renderer is first prepared);
+    options: per renderer name, keyword options over ``configs/pose2video/<name>.yaml``.
     """
 
     def __init__(self, image: np.ndarray, ref_pose: Callable[[], PoseSequence], *,
-                 max_side: int = 512, device: str = "cpu"):
+                 max_side: int = 512, device: str = "cpu",
+                 options: dict[str, dict[str, Any]] | None = None):
         import cv2
 
         self.size_hw = working_size(image.shape[0], image.shape[1], max_side)
@@ -50,6 +52,7 @@ class RenderCache:
             image, (w, h), interpolation=cv2.INTER_AREA)
         self._ref_pose = ref_pose
         self.device = device
+        self.options = dict(options or {})  # name -> options over the packaged YAML
         self._built: dict[str, tuple[Any, Any]] = {}
         self._lock = threading.Lock()
 
@@ -60,7 +63,7 @@ class RenderCache:
                 from pose2video import get_renderer
                 from pose2video.cli import renderer_options
 
-                opts = renderer_options(name, None)
+                opts = {**renderer_options(name, None), **self.options.get(name, {})}
                 if self.device != "cpu":  # protocol v2 factories take device=
                     opts["device"] = self.device
                 r = get_renderer(name, **opts)

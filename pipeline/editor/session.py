@@ -70,14 +70,16 @@ class EditorSession:
     speech (optional: no waveform, no re-generation without it); output: where "save" writes
     (default: ``pose_path`` itself); out_dir: exports and videos (default: the JSON's folder);
     ref_pose_path: the photo's skeleton (default: extracted from the photo when first needed);
-    checkpoint / stage1: the stage-1 pipeline folder, or a ready :class:`Audio2PosePipeline`.
+    checkpoint / stage1: the stage-1 pipeline folder, or a ready :class:`Audio2PosePipeline`;
+    max_side: render size; renderer_options: per renderer, options over its packaged YAML.
     """
 
     def __init__(self, pose_path: str | Path, photo_path: str | Path,
                  audio_path: str | Path | None = None, *, output: str | Path | None = None,
                  out_dir: str | Path | None = None, ref_pose_path: str | Path | None = None,
                  checkpoint: str | None = None, stage1: Any = None, device: str = "cpu",
-                 max_side: int = 512, max_audio_seconds: float = 600.0):
+                 max_side: int = 512, max_audio_seconds: float = 600.0,
+                 renderer_options: dict[str, dict[str, Any]] | None = None):
         from csg.audio import load_audio
         from csg.image import load_image
 
@@ -116,7 +118,8 @@ class EditorSession:
         self.written: dict[str, Path] = {}  # name -> file this session wrote (servable)
         from .render import RenderCache
 
-        self.renders = RenderCache(self.image, self.ref_pose, max_side=max_side, device=device)
+        self.renders = RenderCache(self.image, self.ref_pose, max_side=max_side, device=device,
+                                   options=renderer_options)
 
     # --- inputs made on demand ------------------------------------------------------------------
     def ref_pose(self) -> PoseSequence:

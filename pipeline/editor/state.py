@@ -273,9 +273,15 @@ class EditorState:
         return self.apply(label, frames[free], np.asarray(new_kps, np.float32)[free])
 
 
+MAX_COORD = 1e6
+"""Largest |coordinate| or |shift| in pixels an edit may ask for (far off any canvas)."""
+
+
 def _number(v: Any, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise EditError(f"{name} must be a finite number, got {v!r}")
+    if abs(v) > MAX_COORD:
+        raise EditError(f"{name} = {v:g} is out of range (at most {MAX_COORD:g} in size)")
     return float(v)
 
 
