@@ -113,10 +113,12 @@ def test_cli_writes_video_skeleton_and_record(capsys, tiny_stage1, inputs, tmp_p
     assert record["seed"] == 7 and record["config"]["render"]["max_side"] == 96
     assert {"extract", "audio2pose", "render", "total"} <= set(record["timings"])
     assert "torch" in record["versions"]
-    # same seed -> byte-identical skeleton
+    # same seed -> byte-identical skeleton and video
     first = out.with_name("talk.pose.json").read_bytes()
+    video = out.read_bytes()
     cli(capsys, *args, "--overwrite")
     assert out.with_name("talk.pose.json").read_bytes() == first
+    assert out.read_bytes() == video
 
 
 def test_edit_and_rerender(capsys, tiny_stage1, inputs, tmp_path):
