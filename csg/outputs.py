@@ -208,11 +208,14 @@ class _Lock:
                                   f"({e.strerror})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 os.close(fd)
                 raise OutputError(f"{self.target}: another csg command is writing this output "
                                   "right now; wait for it to finish or choose another name"
                                   ) from None
+            except OSError:  # a file system without flock (some network mounts): go unlocked
+                self.fd = fd
+                return
             # The holder before us may have unlinked the file after we opened it: retry then.
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path))

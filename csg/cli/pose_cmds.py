@@ -30,6 +30,9 @@ def draw(pose_file: Path, output: Path, audio: Path | None, frame_index: int, th
     from ..outputs import check_distinct, check_output_path
     from ..pose import PoseSequence
 
+    from ..validate import fraction
+
+    fraction(threshold, "--threshold")
     suffix = output.suffix.lower()
     if suffix not in (".mp4", ".png", ".jpg", ".jpeg"):
         raise InputError(f"{output}: output must end in .mp4 (video) or .png/.jpg (one frame)")
