@@ -83,17 +83,22 @@ def test_mouth_leads_the_sound():
 
 
 def test_wrist_moves_more_during_speech_and_rests_in_pauses():
-    g = np.random.default_rng(1)
-    wav, ev = procedural_speech(8.0, sample_voice(g), g)
-    poses, ref = perform(ev, sample_shape(g, (480, 640)), Style(gesture_prob=1.0), 200, 25.0, g,
-                         noisy=False)
-    t = (np.arange(199) + 1) / 25.0
-    speed = np.linalg.norm(np.diff(poses[:, [K.LEFT_WRIST, K.RIGHT_WRIST], :2], axis=0), axis=-1)
-    speech = np.zeros(199, bool)
-    for a, c in ev.phrases:
-        speech |= (t >= a) & (t < c + 0.3)
-    assert speed[speech].mean() > 2 * speed[~speech].mean()
-    assert np.abs(ref[:, :2] - poses[0, :, :2]).max() < 0.3 * K.torso_size(ref[:, :2])
+    moving, resting = [], []
+    for seed in (1, 2, 3):  # pooled over three speakers: one draw may have almost no pause
+        g = np.random.default_rng(seed)
+        wav, ev = procedural_speech(8.0, sample_voice(g), g)
+        poses, ref = perform(ev, sample_shape(g, (480, 640)), Style(gesture_prob=1.0), 200, 25.0,
+                             g, noisy=False)
+        t = (np.arange(199) + 1) / 25.0
+        speed = np.linalg.norm(np.diff(poses[:, [K.LEFT_WRIST, K.RIGHT_WRIST], :2], axis=0),
+                               axis=-1)
+        speech = np.zeros(199, bool)
+        for a, c in ev.phrases:  # a phrase's first stroke is prepared up to 0.7 s before it
+            speech |= (t >= a - 0.7) & (t < c + 0.3)
+        moving.append(speed[speech])
+        resting.append(speed[~speech])
+        assert np.abs(ref[:, :2] - poses[0, :, :2]).max() < 0.3 * K.torso_size(ref[:, :2])
+    assert np.concatenate(moving).mean() > 2 * np.concatenate(resting).mean()
 
 
 def test_rule_based_poses_keep_reference_identity():

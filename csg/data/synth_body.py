@@ -62,11 +62,20 @@ class BodyShape:
     face: float = 1.0        # face scale
     hand: float = 0.95       # hand scale
     handed: int = 1          # +1 right-handed, -1 left-handed
-    rest: str = "sides"      # "sides" (arms hanging) or "clasped" (hands in front of the belly)
+    rest: str = "sides"      # "sides" (arms hanging), "clasped" (hands together in front of the
+    #                          belly) or "front" (seated / at a desk: forearms forward, hands apart)
+    rest_x: float = 0.5      # "front": each wrist's distance from the body midline, head units
+    rest_y: float = 1.2      # "front": wrists below the neck point, head units
 
 
 def sample_shape(generator: np.random.Generator, size_hw: tuple[int, int]) -> BodyShape:
-    """A random speaker: proportions +-10 %, head unit 8-15 % of H, neck at 22-38 % of H."""
+    """A random speaker: proportions +-10 %, head unit 8-15 % of H, neck at 22-38 % of H.
+
+    Rest posture: "front" 55 % (wrists 0.3-1.7 head units below the neck, 0.25-0.9 from the
+    midline: the seated, desk and lectern postures of real half-body speakers, whose hands rest
+    0.1-0.55 shoulder widths below the shoulders in ``../shared/data/validation``), "sides" 25 %,
+    "clasped" 20 %.
+    """
     g = generator
     H, W = size_hw
     s = float(H * g.uniform(0.08, 0.15))
@@ -79,7 +88,8 @@ def sample_shape(generator: np.random.Generator, size_hw: tuple[int, int]) -> Bo
                      upper_arm=j(1.45), forearm=j(1.3), thigh=j(2.0), shin=j(1.9),
                      neck_len=j(0.75), face=j(1.0), hand=j(0.95),
                      handed=1 if g.random() < 0.85 else -1,
-                     rest="sides" if g.random() < 0.6 else "clasped")
+                     rest=str(g.choice(["front", "sides", "clasped"], p=[0.55, 0.25, 0.2])),
+                     rest_x=float(g.uniform(0.25, 0.9)), rest_y=float(g.uniform(0.3, 1.7)))
 
 
 def shape_from_reference(ref_xy: np.ndarray, size_hw: tuple[int, int]) -> BodyShape:
@@ -92,6 +102,8 @@ def shape_from_reference(ref_xy: np.ndarray, size_hw: tuple[int, int]) -> BodySh
 
 def rest_wrists(b: BodyShape) -> np.ndarray:
     """(2, 2) resting wrist offsets from the neck in head units: [person-left, person-right]."""
+    if b.rest == "front":
+        return np.array([[b.rest_x, b.rest_y], [-b.rest_x, b.rest_y]])
     if b.rest == "clasped":
         y = min(b.torso * 0.85, b.upper_arm + b.forearm * 0.6)
         return np.array([[0.35, y], [-0.35, y]])
@@ -174,11 +186,15 @@ def pose_frames(b: BodyShape, st: dict) -> np.ndarray:
         xy[:, heel] = xy[:, ank] + s * np.array([-0.05 * side, 0.15])
     # arms
     wr = rest_wrists(b)[None].repeat(T, 0) if st["wrists"] is None else st["wrists"]
+    fore = 1.0
+    if b.rest == "front":  # forearms toward the camera: foreshortened so the rest elbow bends ~90°
+        d0 = float(np.linalg.norm(rest_wrists(b)[0] - [b.shoulder / 2, 0.05]))
+        fore = min(1.0, 1.45 * d0 / (b.upper_arm + b.forearm))
     for sh, el_i, wr_i, root, k, side in ((ls, K.LEFT_ELBOW, K.LEFT_WRIST, K.LEFT_HAND_ROOT, 0, 1),
                                           (rs, K.RIGHT_ELBOW, K.RIGHT_WRIST, K.RIGHT_HAND_ROOT, 1,
                                            -1)):
         target = np.asarray(b.neck) + s * wr[:, k]
-        elbow, wrist = _ik(sh, target, s * b.upper_arm, s * b.forearm, -side)
+        elbow, wrist = _ik(sh, target, s * b.upper_arm * fore, s * b.forearm * fore, -side)
         xy[:, el_i], xy[:, wr_i] = elbow, wrist
         xy[:, root:root + K.HAND_SIZE] = _hand(wrist, elbow, st["curl"][:, k], side, s * b.hand)
     _place_face(b, st, neck, xy)

@@ -32,7 +32,8 @@ class Style:
     blink_rate: float = 0.3     # blinks per second
     breath_hz: float = 0.25
     breath_amp: float = 0.04    # head units of shoulder lift
-    sway: float = 0.04          # head units of idle sway
+    sway: float = 0.07          # head units of idle head sway
+    trunk: float = 0.1          # head units of torso sway (the shoulders and everything above)
     occlusion_prob: float = 0.35
 
 
@@ -43,8 +44,8 @@ def sample_style(generator: np.random.Generator) -> Style:
                  amp=float(g.uniform(0.5, 1.0)), stroke=float(g.uniform(0.1, 0.18)),
                  nod_prob=float(g.uniform(0.4, 0.9)), nod_amp=float(g.uniform(0.04, 0.1)),
                  blink_rate=float(g.uniform(0.2, 0.45)), breath_hz=float(g.uniform(0.2, 0.33)),
-                 breath_amp=float(g.uniform(0.03, 0.06)), sway=float(g.uniform(0.02, 0.06)),
-                 occlusion_prob=0.35)
+                 breath_amp=float(g.uniform(0.03, 0.06)), sway=float(g.uniform(0.04, 0.10)),
+                 trunk=float(g.uniform(0.04, 0.12)), occlusion_prob=0.35)
 
 
 def frame_times(T: int, fps: float) -> np.ndarray:
@@ -99,7 +100,11 @@ def _hand_keys(b: BodyShape, st: Style, beats: list[float], hand: int, g, second
             continue
         if not active:
             keys.append((prep, rest))
-        centre = np.array([side * g.uniform(0.55, 1.2), g.uniform(1.3, 2.1)])
+        if b.rest == "front":  # gestures around the speaker's own rest posture
+            centre = np.array([side * (b.rest_x + g.uniform(-0.15, 0.35)),
+                               rest[1] - g.uniform(0.15, 0.65)])
+        else:
+            centre = np.array([side * g.uniform(0.55, 1.2), g.uniform(1.3, 2.1)])
         amp = st.amp * g.uniform(0.8, 1.2)
         curl = g.uniform(0.05, 0.35)
         keys.append((start, np.r_[centre + [side * 0.1 * amp, -amp], curl]))
@@ -141,10 +146,10 @@ def perform_state(ev: SpeechEvents, b: BodyShape, st: Style, T: int, fps: float,
         speaking[(t >= a) & (t < c)] = 1.0
     # head: idle sway (larger while speaking) + nods on stressed syllables
     gain = 1 + 0.6 * speaking
-    s["head"] = _smooth_noise(g, t, 0.3, st.sway, 2) * gain[:, None]
-    s["yaw"] = _smooth_noise(g, t, 0.15, 0.1) * gain
-    s["roll"] = _smooth_noise(g, t, 0.2, 0.04)
-    pitch = _smooth_noise(g, t, 0.2, 0.03)
+    s["head"] = _smooth_noise(g, t, 0.4, st.sway, 2) * gain[:, None]
+    s["yaw"] = _smooth_noise(g, t, 0.2, 0.15) * gain
+    s["roll"] = _smooth_noise(g, t, 0.25, 0.05)
+    pitch = _smooth_noise(g, t, 0.3, 0.04)
     for ts in ev.stress_times:
         if g.random() < st.nod_prob:
             pitch += st.nod_amp * g.uniform(0.7, 1.2) * np.exp(-0.5 * ((t - ts + 0.03) / 0.08) ** 2)
@@ -164,7 +169,7 @@ def perform_state(ev: SpeechEvents, b: BodyShape, st: Style, T: int, fps: float,
     for a, _ in ev.phrases:
         lift += st.breath_amp * np.exp(-0.5 * ((t - a + 0.3) / 0.15) ** 2)
     s["shoulder_lift"] = lift
-    s["trunk"] = _smooth_noise(g, t, 0.15, st.sway * 0.6, 2) * [1, 0.3]
+    s["trunk"] = _smooth_noise(g, t, 0.3, st.trunk, 2) * [1, 0.4] * (1 + 0.5 * speaking)[:, None]
     # arms: beat gestures with preparation / stroke / hold / retraction; idle drift
     beats = _assign_beats(st, b, ev.stress_times, g)
     wrists, curl = np.zeros((T, 2, 2)), np.zeros((T, 2))
@@ -199,18 +204,21 @@ def perform(ev: SpeechEvents, b: BodyShape, st: Style, T: int, fps: float,
             generator: np.random.Generator, *, noisy: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Speech events -> ``(poses (T,133,3), ref (133,3))`` float32 on ``b``'s canvas.
 
-    ``ref`` is the speaker's neutral rest pose. ``noisy`` adds detector-like jitter (0.4 % of a head
-    unit, half on the face) and occluded hand stretches.
+    ``ref`` is the clean (noise-free) first frame: the speaker in the rest posture with the head
+    pose of t = 0, as a photo of the person would be (inference takes the photo's skeleton as
+    frame 0). ``noisy`` adds detector-like jitter (0.4 % of a head unit, half on the face) and
+    occluded hand stretches.
     """
     g = generator
     st_ = perform_state(ev, b, st, T, fps, g)
     xy = pose_frames(b, st_)
+    clean0 = xy[0].copy()
     if noisy:
         sig = np.full(K.NUM_KEYPOINTS, 0.004 * b.s)
         sig[K.FACE] *= 0.5
         xy = xy + g.normal(0, 1, xy.shape) * sig[None, :, None]
     poses = np.concatenate([xy, _scores(xy, b, st, fps, g, noisy)[..., None]], -1)
-    rxy = neutral_xy(b)[None]
+    rxy = clean0[None]
     ref = np.concatenate([rxy, _scores(rxy, b, st, fps, g, False)[..., None]], -1)[0]
     return poses.astype(np.float32), ref.astype(np.float32)
 
