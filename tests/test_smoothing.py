@@ -1,0 +1,53 @@
+"""csg.smoothing: the One-Euro filter (Casiez et al. 2012) and its per-region use."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from csg import keypoints as K
+from csg.smoothing import OneEuro, one_euro, one_euro_regions
+
+
+def test_constant_passes_unchanged_and_first_frame_is_kept():
+    x = np.full((20, 3, 2), 5.0)
+    np.testing.assert_allclose(one_euro(x, 25.0, OneEuro(1.0, 0.5)), x)
+    y = np.random.default_rng(0).normal(size=(10, 4, 2))
+    assert np.array_equal(one_euro(y, 25.0)[0], y[0])
+
+
+def test_beta_zero_is_a_first_order_low_pass():
+    """beta = 0: xhat_t = xhat_{t-1} + alpha (x_t - xhat_{t-1}), alpha = 1 / (1 + rate / (2 pi fc))."""
+    x = np.zeros((6, 1, 1))
+    x[1:] = 1.0  # a step
+    out = one_euro(x, 25.0, OneEuro(min_cutoff=2.0, beta=0.0))[:, 0, 0]
+    a = 1 / (1 + 25.0 / (2 * np.pi * 2.0))
+    expect = 1 - (1 - a) ** np.arange(6)
+    np.testing.assert_allclose(out, expect, rtol=1e-12)
+
+
+def test_noise_is_reduced_and_fast_motion_lags_less_with_beta():
+    rng = np.random.default_rng(1)
+    t = np.arange(200) / 25.0
+    clean = np.stack([np.sin(2 * np.pi * 0.5 * t), np.cos(2 * np.pi * 0.5 * t)], -1)[:, None]
+    noisy = clean + rng.normal(0, 0.05, clean.shape)
+    f = one_euro(noisy, 25.0, OneEuro(1.0, 0.0))
+    jitter = lambda z: np.abs(np.diff(z, 2, axis=0)).mean()  # noqa: E731
+    assert jitter(f) < 0.3 * jitter(noisy)
+    ramp = np.linspace(0, 20, 50)[:, None, None] * np.ones((1, 1, 2))  # fast: 10 units/s
+    lag0 = np.abs(one_euro(ramp, 25.0, OneEuro(1.0, 0.0)) - ramp)[-1].max()
+    lag1 = np.abs(one_euro(ramp, 25.0, OneEuro(1.0, 1.0)) - ramp)[-1].max()
+    assert lag1 < 0.5 * lag0
+
+
+def test_regions_use_their_own_cutoffs():
+    rng = np.random.default_rng(2)
+    xy = np.zeros((50, K.NUM_KEYPOINTS, 2))
+    xy[:, K.LEFT_SHOULDER] = [60, 0]
+    xy[:, K.RIGHT_SHOULDER] = [-60, 0]
+    xy[1:] += rng.normal(0, 1.0, xy[1:].shape)
+    out = one_euro_regions(xy, 25.0, cutoffs={"body": OneEuro(0.5), "face": OneEuro(8.0)})
+    d = lambda z, g: np.abs(np.diff(z[:, g], axis=0)).mean()  # noqa: E731
+    assert d(out, K.BODY) < d(out, K.FACE) < d(xy, K.FACE)
+    np.testing.assert_array_equal(out[:, K.HANDS], xy[:, K.HANDS])  # no "hands" entry: untouched
+    with pytest.raises(ValueError):
+        one_euro_regions(xy[:, :17], 25.0)
