@@ -100,14 +100,15 @@ def clip_keypoints(path: Path, size_hw: tuple[int, int], src_hw: tuple[int, int]
         source = npz.name
     else:
         kp, source = None, "csg.extract.PoseExtractor"
-        key = cache / f"{path.stem}_{size_hw[1]}x{size_hw[0]}_{max_frames}.npz" if cache else None
+        key = cache / f"{path.stem}_{size_hw[1]}x{size_hw[0]}_{max_frames}_ms0.npz" if cache else None
         if key is not None and key.is_file():
             kp = np.load(key)["kp"]
         if kp is None:
             from csg.extract import PoseExtractor
 
             frames = []
-            with PoseExtractor(video=True) as ex:
+            # min_shoulder_score=0: face crops have no shoulders, their face is still measured
+            with PoseExtractor(video=True, min_shoulder_score=0.0) as ex:
                 for t, f in enumerate(read_frames(path, size_hw, max_frames)):
                     k = ex(f, f"{path.name} frame {t}")
                     frames.append(np.zeros((133, 3), np.float32) if k is None else k)
@@ -170,6 +171,7 @@ def pck_groups(detected: np.ndarray, driving: np.ndarray, alpha: float = 0.1) ->
 
 def evaluate_clip(renderer: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Render one clip from its frame 0 and measure it against the real frames."""
+    from csg.errors import CsgError
     from csg.pose import PoseSequence
     from csg.video import probe_video
     from eval import video_metrics as VM
@@ -183,9 +185,12 @@ def evaluate_clip(renderer: Any, path: Path, args: argparse.Namespace) -> dict[s
     photo = next(frames_in)
     T = len(kp)
     poses = PoseSequence(kp.astype(np.float32), fps=fps, width=hw[1], height=hw[0])
-    ref_pose = poses.frame(0) if (kp[0, [5, 6], 2] > THRESHOLD).all() else None
+    ref_pose = poses.frame(0) if (kp[0, :, 2] > THRESHOLD).any() else None
     t0 = time.perf_counter()
-    state = renderer.prepare(photo, ref_pose)
+    try:
+        state = renderer.prepare(photo, ref_pose)
+    except CsgError as e:  # the renderer refuses this photo: say so, measure the next clip
+        return {"clip": path.name, "keypoints": kp_source, "frames": 0, "error": str(e)}
     prep = time.perf_counter() - t0
 
     sheet_at = set(np.linspace(0, T - 1, 8).round().astype(int).tolist())
@@ -305,6 +310,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             return "inf (exact)"
         return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
     for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['clip'][:32]} | refused: {r['error']} |")
+            continue
         lines.append(f"| {r['clip'][:32]} | " + " | ".join(cell(r, k, f) for k, _, f in COLUMNS)
                      + " |")
     return "\n".join(lines)

@@ -215,6 +215,30 @@ def person_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],
     for j in np.flatnonzero(ref_ok):
         cv2.circle(z, tuple(np.round(ref[j]).astype(int)), thick // 2, 1, -1)
     if person is not None:
-        z |= (person > 0.3).astype(np.uint8)
+        z |= only_this_person(person > 0.3, z.astype(bool)).astype(np.uint8)
     k = max(int(0.25 * ts), 3)
     return cv2.dilate(z, np.ones((k, k), np.uint8)).astype(bool)
+
+
+def only_this_person(mask: np.ndarray, skeleton: np.ndarray) -> np.ndarray:
+    """The connected parts of a segmentation ``mask`` (H, W) bool that touch the skeleton's zone.
+
+    A second person in the photo (or a poster of one) is not the skeleton's: it stays part of the
+    still background rather than being stretched along with the speaker.
+    """
+    import cv2
+
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = np.unique(labels[skeleton & mask])
+    return np.isin(labels, keep[keep > 0])
+
+
+def other_people(mask: np.ndarray, skeleton: np.ndarray, min_share: float = 0.15) -> int:
+    """How many segmented blobs at least ``min_share`` of the skeleton's size do not touch it."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    mine = set(np.unique(labels[skeleton & mask]).tolist()) - {0}
+    size = sum(stats[i, cv2.CC_STAT_AREA] for i in mine) or 1
+    return sum(1 for i in range(1, n) if i not in mine
+               and stats[i, cv2.CC_STAT_AREA] >= min_share * size)

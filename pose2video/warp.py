@@ -59,11 +59,12 @@ class WarpRig:
     image: np.ndarray  # (H, W, 3) the photo, returned as is for the reference pose
     ref: np.ndarray  # (133, 2) reference keypoints
     ref_ok: np.ndarray  # (133,) bool
-    base: Layer  # image (H, W, 7): photo, fill, hole union
+    base: Layer  # image (H, W, 4): photo, hole union
     arms: list[Layer]  # images (H, W, 5): photo, alpha, hole
     mouth: MouthStyle | None
-    zone: np.ndarray  # (H, W) bool person zone: outside it the base is the photo
+    outside: np.ndarray  # (H, W) bool outside the person zone: there the base is the photo
     hole_box: tuple[int, int, int, int] | None  # (y0, y1, x0, x1) around the hole union
+    fill: np.ndarray  # (H, W, 3) the photo with the arms inpainted (masks.arm_free_base)
 
 
 def _layer(name: str, anchors: Any, image: np.ndarray, min_dist: float,
@@ -128,11 +129,11 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
     fill = arm_free_base(image, union > 0, ref, ref_ok, person, config.inpaint_size)
     zone = person_zone(ref, ref_ok, size_hw, person)
     base = _layer("base", base_anchors(ref, ref_ok, size_hw, zone),
-                  np.dstack([image, fill, _u8(union)]), 0.75, priority=_depth)
+                  np.dstack([image, _u8(union)]), 0.75, priority=_depth)
     style = mouth_style(image, ref, ref_ok) if config.mouth else None
     ys, xs = np.nonzero(union > 0)
     hole_box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else None
-    return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, zone, hole_box)
+    return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, ~zone, hole_box, fill)
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -191,23 +192,29 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
     if still:  # the identity path: the photo itself, bit for bit
         out = rig.image.copy()
     else:
-        h_img, w_img = rig.size_hw
         order = base.order[moved[base.order]]
-        base_out = base.image.copy()
-        region = rig.hole_box
+        img4 = base.image  # photo + hole union
+        out4 = img4.copy()
+        fill = rig.fill.copy()
         box = mesh.bounding_box(dst[base.tris[order]].reshape(-1, 2), rig.size_hw)
+        region = rig.hole_box
         if box is not None:
             y0, y1, x0, x1 = box
             mx, my, _ = mesh.warp_map(base.src, dst, base.tris, order, box, stride)
-            warped = cv2.remap(base.image, mx, my, cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
-            keep = ~rig.zone[y0:y1, x0:x1]  # the background stays the photo's
-            warped[keep] = base.image[y0:y1, x0:x1][keep]
-            base_out[y0:y1, x0:x1] = warped
-            region = box if region is None else (min(region[0], y0), max(region[1], y1),
-                                                 min(region[2], x0), max(region[3], x1))
+            warped = cv2.remap(img4, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            # the background stays the photo's
+            np.copyto(warped, img4[y0:y1, x0:x1], where=rig.outside[y0:y1, x0:x1, None])
+            out4[y0:y1, x0:x1] = warped
+            region = _hole_box(out4[..., 3], rig.hole_box, box)
+            if region is not None:  # the fill, warped where the hole now is
+                a0, a1 = max(region[0], y0), min(region[1], y1)
+                b0, b1 = max(region[2], x0), min(region[3], x1)
+                if a1 > a0 and b1 > b0:
+                    sub = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
+                    fill[a0:a1, b0:b1] = cv2.remap(rig.fill, mx[sub], my[sub], cv2.INTER_LINEAR,
+                                                   borderMode=cv2.BORDER_REPLICATE)
         layers = [(_warp_layer(arm, d, rig.size_hw)) for arm, d in zip(rig.arms, arm_dst)]
-        out = base_out[..., :3].copy()
+        out = out4[..., :3].copy()
         if region is not None:
             y0, y1, x0, x1 = region
             keep = np.ones((y1 - y0, x1 - x0), np.float32)  # 1 - union of the arms' holes
@@ -219,15 +226,28 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
                 if a1 > a0 and b1 > b0:
                     keep[a0 - y0:a1 - y0, b0 - x0:b1 - x0] *= \
                         1.0 - rgba[a0 - ly0:a1 - ly0, b0 - lx0:b1 - lx0, 4]
-            h = (base_out[y0:y1, x0:x1, 6].astype(np.float32) / 255.0 * keep)[..., None]
-            blend = base_out[y0:y1, x0:x1, :3] * (1 - h) + base_out[y0:y1, x0:x1, 3:6] * h
-            out[y0:y1, x0:x1] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+            h = (out4[y0:y1, x0:x1, 3].astype(np.float32) * (keep / 255.0))[..., None]
+            crop = out[y0:y1, x0:x1].astype(np.float32)
+            blend = crop + (fill[y0:y1, x0:x1] - crop) * h
+            out[y0:y1, x0:x1] = (blend + 0.5).astype(np.uint8)
         for lay in layers:
             if lay is not None:
                 _composite(out, *lay)
     if rig.mouth is not None:
         paint_mouth(out, tgt, tgt_ok, rig.mouth, ramp=mouth_ramp)
     return out
+
+
+def _hole_box(hole: np.ndarray, rest: tuple[int, int, int, int] | None,
+              box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) around the nonzero ``hole`` pixels, searched within ``rest`` and ``box``."""
+    y0, y1, x0, x1 = box if rest is None else (min(rest[0], box[0]), max(rest[1], box[1]),
+                                               min(rest[2], box[2]), max(rest[3], box[3]))
+    sub = hole[y0:y1, x0:x1]
+    rows, cols = np.flatnonzero(sub.any(1)), np.flatnonzero(sub.any(0))
+    if len(rows) == 0:
+        return None
+    return y0 + rows[0], y0 + rows[-1] + 1, x0 + cols[0], x0 + cols[-1] + 1
 
 
 def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
@@ -315,7 +335,9 @@ class WarpRenderer:
             from .segment import person_mask
 
             person = person_mask(ref_image)
-        return WarpState(build_rig(ref_image, ref_pose, self.config, person), ref_pose)
+        rig = build_rig(ref_image, ref_pose, self.config, person)
+        _explain_photo(rig, person)
+        return WarpState(rig, ref_pose)
 
     def render(self, state: WarpState | np.ndarray, poses: PoseSequence, *,
                audio: np.ndarray | None = None, generator: Any = None,
@@ -345,6 +367,7 @@ class WarpRenderer:
                 "with `csg render --retarget`")
         drive = self.driving_poses(poses, state.ref_pose)
         cfg = self.config
+        check_driving(drive, state.ref_pose, cfg.threshold)
         if cfg.face_stabilize:
             from .face import stabilize_face
 
@@ -360,6 +383,60 @@ class WarpRenderer:
                 if callback is not None:
                     callback(b, len(poses))
                 yield frames
+
+
+def _explain_photo(rig: WarpRig, person: np.ndarray | None) -> None:
+    """One line each for what the warp will not do with this photo (documented fallbacks)."""
+    from csg import keypoints as K
+
+    from .layers import other_people
+    from .rig import SIDES
+
+    names = {"l": "left", "r": "right"}
+    for side in ("l", "r"):
+        if not arm_ok(rig.ref_ok, side):
+            log.warning("reference photo: the %s arm is not fully visible (shoulder, elbow and wrist "
+                        "needed); it stays with the body and is not moved", names[side])
+        else:
+            root = SIDES[side][3]
+            if rig.ref_ok[root:root + K.HAND_SIZE].sum() < 5:
+                log.info("reference photo: the %s hand is hidden; it stays hidden", names[side])
+    if person is not None:
+        n = other_people(person > 0.3, ~rig.outside)
+        if n:
+            log.warning("reference photo: %d other person(s) beside the skeleton's; they stay still "
+                        "(the warp moves the one person the skeleton belongs to)", n)
+
+
+def check_driving(poses: PoseSequence, ref_pose: PoseSequence, threshold: float = 0.3) -> None:
+    """Raise :class:`csg.errors.InputError` when a frame's person is far outside the photo.
+
+    Far: the neck (shoulder midpoint) more than one torso size outside the canvas, or a torso
+    over 3x larger or smaller than the photo's. A warp would tear such a frame apart.
+    """
+    from csg import keypoints as K
+    from csg.errors import InputError
+
+    sh = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER]
+    ref_ok = ref_pose.scores[0][sh] >= threshold
+    if not ref_ok.all():
+        return
+    ref_t = float(np.linalg.norm(np.subtract(*ref_pose.xy[0, sh])))
+    xy, ok = poses.xy[:, sh].astype(np.float64), (poses.scores[:, sh] >= threshold).all(1)
+    neck = xy.mean(1)
+    tors = np.linalg.norm(xy[:, 0] - xy[:, 1], axis=-1)
+    w, h = poses.width, poses.height
+    out = ((neck[:, 0] < -ref_t) | (neck[:, 0] > w + ref_t) | (neck[:, 1] < -ref_t)
+           | (neck[:, 1] > h + ref_t))
+    scale = tors / max(ref_t, 1e-6)
+    bad = ok & (out | (scale > 3.0) | (scale < 1 / 3))
+    if bad.any():
+        t = int(np.argmax(bad))
+        raise InputError(
+            f"pose: frame {t}: the skeleton's person is far outside the photo (neck at "
+            f"({neck[t, 0]:.0f}, {neck[t, 1]:.0f}) on a {w}x{h} canvas, shoulders {scale[t]:.1f}x "
+            "the photo's); generate the skeleton for this photo, or fit it onto the photo "
+            "(renderer option align: true, `csg render --retarget`)")
 
 
 def warp_factory(*, device: str = "cpu", dtype: str | None = None, **options: Any) -> WarpRenderer:

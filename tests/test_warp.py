@@ -279,3 +279,67 @@ def _bilinear(img: np.ndarray, x: float, y: float) -> np.ndarray:
     p = img[y0:y0 + 2, x0:x0 + 2].astype(float)
     return (p[0, 0] * (1 - fx) * (1 - fy) + p[0, 1] * fx * (1 - fy) + p[1, 0] * (1 - fx) * fy
             + p[1, 1] * fx * fy)
+
+
+def test_stabilize_face_is_rigid_robust_and_keeps_the_identity():
+    from pose2video.face import HEAD_POINTS, MOBILE, stabilize_face
+
+    ref = make_reference_keypoints(H, W).astype(np.float64)
+    ref_xy, ref_ok = ref[:, :2], ref[:, 2] >= 0.3
+    rng = np.random.default_rng(0)
+    kps = np.repeat(ref[None], 5, 0)
+    shift = np.array([3.0, -2.0])
+    kps[1:, HEAD_POINTS, :2] += shift  # the head moves...
+    eye = K.FACE.start + 36
+    kps[1:, eye, :2] += 15.0  # ...one eye point is an outlier
+    kps[1:, K.FACE, :2] += rng.normal(0, 0.3, (4, 68, 2))  # and the rest is noisy
+    out = stabilize_face(kps, ref_xy, ref_ok, sigma=0.0)
+    np.testing.assert_array_equal(out[0], ref)  # the photo's own pose is untouched
+    rigid = np.setdiff1d(HEAD_POINTS, MOBILE)
+    # the skull moved rigidly with the head: the outlier did not drag the eye along
+    err = np.abs(out[1:, rigid, :2] - (ref_xy[rigid] + shift)).max()
+    assert err < 1.0
+    assert np.abs(out[1:, eye, :2] - (ref_xy[eye] + shift)).max() < 1.0
+    # the lips keep their own (noisy) motion, within the clip
+    assert not np.allclose(out[1:, K.MOUTH, :2], ref_xy[K.MOUTH] + shift)
+
+
+def test_bad_input_far_skeleton_is_one_clear_error():
+    from csg.errors import InputError
+
+    img = _textured(96, 128)
+    ref = make_reference_pose(96, 128)
+    r = WarpRenderer(WarpConfig(segment=False, align=False))
+    state = r.prepare(img, ref)
+    far = np.repeat(ref.keypoints, 3, 0)
+    far[2, :, 0] += 600.0  # frame 2 jumps far off the canvas
+    with pytest.raises(InputError, match="frame 2: the skeleton's person is far outside"):
+        list(r.render(state, ref.replace(keypoints=far), progress=False))
+
+
+def test_two_people_the_other_stays_still_and_a_chest_crop_renders(real_photo, caplog):
+    import logging
+
+    from csg.extract import extract_pose
+
+    img, _ = real_photo
+    two = np.hstack([img, img[:, ::-1]])  # the speaker and a second person
+    ref = extract_pose(two)
+    r = WarpRenderer(WarpConfig())
+    state = r.prepare(two, ref)
+    kp = ref.keypoints.copy()
+    kp[0, [K.RIGHT_WRIST, *range(K.RIGHT_HAND.start, K.RIGHT_HAND.stop)], 1] -= 25  # a hand lifts
+    out = next(iter(r.render(state, ref.replace(keypoints=kp), progress=False)))[0]
+    mid = two.shape[1] // 2
+    other = slice(mid + 10, None) if ref.xy[0, K.LEFT_SHOULDER, 0] < mid else slice(0, mid - 10)
+    assert np.any(out != two)
+    np.testing.assert_array_equal(out[:, other], two[:, other])  # documented: it stays still
+    cut = np.ascontiguousarray(img[: int(img.shape[0] * 0.32)])  # cut at the chest: no elbows
+    cref = extract_pose(cut)
+    with caplog.at_level(logging.WARNING, logger="pose2video.warp"):
+        state = r.prepare(cut, cref)
+    assert "arm is not fully visible" in caplog.text
+    moved = cref.keypoints.copy()
+    moved[0, :, 0] += 2.0
+    frame = next(iter(r.render(state, cref.replace(keypoints=moved), progress=False)))[0]
+    assert frame.shape == cut.shape and 20.0 < psnr(frame, cut) < float("inf")
