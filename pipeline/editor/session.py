@@ -160,6 +160,7 @@ class EditorSession:
                 "height": st.poses.height, "has_audio": self.wav is not None,
                 "pose_file": self.pose_path.name, "save_file": self.output.name,
                 "renderers": [n for n, _, _ in available_renderers()],
+                "default_renderer": "warp",
                 "layout": layout(), **self.status(),
             }
 

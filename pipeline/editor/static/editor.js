@@ -60,10 +60,11 @@
 
   // --- geometry ----------------------------------------------------------------------------------
   const stage = $("stage"), sctx = stage.getContext("2d");
-  function layoutStage() {
+  function layoutStage() {  // called before every draw: the canvas follows its CSS box
     const r = stage.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
-    stage.width = Math.max(1, Math.round(r.width * dpr));
-    stage.height = Math.max(1, Math.round(r.height * dpr));
+    const w = Math.max(1, Math.round(r.width * dpr)), h = Math.max(1, Math.round(r.height * dpr));
+    if (stage.width !== w) stage.width = w;
+    if (stage.height !== h) stage.height = h;
     const s = Math.min(r.width / S.W, r.height / S.H);
     S.fit = { s, ox: (r.width - S.W * s) / 2, oy: (r.height - S.H * s) / 2, dpr };
   }
@@ -78,6 +79,7 @@
 
   // --- drawing -----------------------------------------------------------------------------------
   function drawStage() {
+    layoutStage();
     const { s, dpr } = S.fit;
     sctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     sctx.clearRect(0, 0, stage.width, stage.height);
@@ -115,8 +117,8 @@
       sctx.fillText(lay.names[S.hover], vx + 10, vy - 10);
     }
     if (S.locked[t]) {
-      sctx.fillStyle = "rgba(255,80,80,0.9)"; sctx.font = "bold 14px system-ui";
-      sctx.fillText("\u{1F512} locked", 10, 20);
+      sctx.fillStyle = "#d33"; sctx.fillRect(8, 8, 64, 20);
+      sctx.fillStyle = "#fff"; sctx.font = "bold 12px system-ui"; sctx.fillText("LOCKED", 16, 22);
     }
     $("stage-caption").textContent = `frame ${t} / ${S.T - 1}` + (S.locked[t] ? " (locked)" : "");
   }
@@ -130,9 +132,12 @@
     tctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     tctx.fillStyle = "#15171b"; tctx.fillRect(0, 0, w, h);
     const fw = w / S.view.frames, a0 = S.view.start, a1 = Math.min(S.T, a0 + S.view.frames);
-    // locked frames
-    tctx.fillStyle = "rgba(255,80,80,0.35)";
-    for (let f = Math.floor(a0); f < a1; f++) if (S.locked[f]) tctx.fillRect(tlX(f), 14, Math.max(1, fw), h - 14);
+    // locked frames: a red band on top, shaded below
+    for (let f = Math.floor(a0); f < a1; f++) {
+      if (!S.locked[f]) continue;
+      tctx.fillStyle = "rgba(255,80,80,0.3)"; tctx.fillRect(tlX(f), 14, Math.max(1, fw), h - 14);
+      tctx.fillStyle = "#ff5050"; tctx.fillRect(tlX(f), 14, Math.max(2, fw), 6);
+    }
     // range
     const [r0, r1] = range();
     tctx.fillStyle = "rgba(80,150,255,0.22)";
@@ -154,8 +159,9 @@
     for (let f = Math.ceil(a0 / step) * step; f < a1; f += step) {
       tctx.fillRect(tlX(f), 0, 1, 6); tctx.fillText(`${f} (${(f / S.fps).toFixed(1)}s)`, tlX(f) + 2, 11);
     }
-    // cursor
-    tctx.fillStyle = "#ffdd55"; tctx.fillRect(tlX(S.frame), 12, Math.max(2, fw), h - 12);
+    // cursor: the current frame's cell outlined, a line at its start
+    tctx.fillStyle = "rgba(255,221,85,0.25)"; tctx.fillRect(tlX(S.frame), 12, Math.max(2, fw), h - 12);
+    tctx.fillStyle = "#ffdd55"; tctx.fillRect(tlX(S.frame), 12, 2, h - 12);
   }
 
   function draw() {
@@ -186,6 +192,7 @@
   // --- stage interaction -------------------------------------------------------------------------
   function mode() { return document.querySelector("input[name=mode]:checked").value; }
   function pick(vx, vy) {
+    layoutStage();
     let best = null, bd = PICK_PX * PICK_PX;
     for (let j = 0; j < NK; j++) {
       const p = P(S.frame, j);
@@ -211,28 +218,23 @@
 
   stage.addEventListener("mousedown", (ev) => {
     if (!S.ready || ev.button !== 0) return;
+    layoutStage();
     pause();
     const [vx, vy] = localXY(ev);
     if (mode() === "joint") {
       const j = pick(vx, vy);
       if (j === null) return;
-      S.drag = { kind: "joint", joint: j, preview: null };
+      S.drag = { kind: "joint", joint: j, preview: null, down: [vx, vy] };
     } else {
       const part = S.info.layout.parts[$("part").value];
       const pv = part.pivot.map((j) => P(S.frame, j));
       const pivot = toView(pv.reduce((s, p) => s + p[0], 0) / pv.length, pv.reduce((s, p) => s + p[1], 0) / pv.length);
-      S.drag = { kind: "part", start: [vx, vy], pivot, dx: 0, dy: 0, angle: 0, rotate: ev.shiftKey, preview: null };
+      S.drag = { kind: "part", start: [vx, vy], down: [vx, vy], pivot, dx: 0, dy: 0, angle: 0, rotate: ev.shiftKey, preview: null };
     }
     ev.preventDefault();
   });
-  window.addEventListener("mousemove", (ev) => {
-    if (!S.ready) return;
-    const [vx, vy] = localXY(ev);
+  function dragTo(vx, vy) {
     const d = S.drag;
-    if (!d) {
-      if (mode() === "joint" && ev.target === stage) { const h = pick(vx, vy); if (h !== S.hover) { S.hover = h; drawStage(); } }
-      return;
-    }
     if (d.kind === "joint") {
       const [x, y] = toImage(vx, vy), j = d.joint, p = P(S.frame, j), pre = {};
       pre[j] = [x, y, p[2]];
@@ -246,12 +248,24 @@
       } else { d.dx = (vx - d.start[0]) / S.fit.s; d.dy = (vy - d.start[1]) / S.fit.s; }
       d.preview = partPreview(d);
     }
+  }
+  window.addEventListener("mousemove", (ev) => {
+    if (!S.ready) return;
+    const [vx, vy] = localXY(ev);
+    if (!S.drag) {
+      if (mode() === "joint" && ev.target === stage) { const h = pick(vx, vy); if (h !== S.hover) { S.hover = h; drawStage(); } }
+      return;
+    }
+    dragTo(vx, vy);
     drawStage();
   });
-  window.addEventListener("mouseup", async () => {
+  window.addEventListener("mouseup", async (ev) => {
     const d = S.drag;
+    if (!d) return;
+    const [ux, uy] = localXY(ev);
+    if (ux === d.down[0] && uy === d.down[1]) { S.drag = null; draw(); return; }  // a click
+    dragTo(ux, uy);  // the release point is the final one (moves may be coalesced)
     S.drag = null;
-    if (!d || !d.preview) { draw(); return; }
     const span = $("spread").checked ? (() => { const [a, b] = range(); return [Math.min(a, S.frame), Math.max(b, S.frame) + 1]; })() : undefined;
     const body = d.kind === "joint"
       ? { op: "move", frame: S.frame, joint: d.joint, x: d.x, y: d.y }
@@ -406,10 +420,11 @@
     $("frame-input").max = S.T - 1;
     for (const n of Object.keys(info.layout.parts)) $("part").add(new Option(n.replace("_", " "), n));
     for (const n of info.renderers) $("renderer").add(new Option(n, n));
+    if (info.renderers.includes(info.default_renderer)) $("renderer").value = info.default_renderer;
     if (!info.has_audio) { $("btn-regenerate").disabled = true; $("btn-regenerate").title = "start csg edit with --audio"; }
     await loadFrames(0, S.T);
     if (info.has_audio) {
-      const wf = await api("/api/waveform?per_frame=4");
+      const wf = await api(`/api/waveform?per_frame=${Math.max(4, Math.min(32, Math.round(3000 / S.T)))}`);
       S.peaks = wf.peaks; S.perFrame = wf.per_frame;
       $("audio").src = withToken("/api/audio");
     }
