@@ -62,6 +62,7 @@ class LazyGroup(click.Group):
     "render": ("pose2video.cli:render", "Render a skeleton JSON into a video of the photo."),
     "renderers": ("pose2video.cli:renderers", "List the registered renderers."),
     "run": ("pipeline.cli:run", "Photo + speech -> video, both stages."),
+    "batch": ("pipeline.batch:batch", "Many runs from a JSON-lines manifest (local or Ray)."),
     "edit": ("pipeline.editor.cli:edit", "Edit a skeleton in the browser: timeline, locks, re-render."),
     "eval": ("csg.cli:eval_group", "Measure each stage: poses, videos, variants."),
 })
