@@ -324,3 +324,32 @@ def test_cli_refuses_bad_inputs_with_one_line(capsys, files, tmp_path):
     rc = main(["edit", str(other), "--ref", str(files / "photo.png"), "--no-browser"])
     err = capsys.readouterr().err
     assert rc != 0 and "canvas" in err
+
+
+def test_cli_serves_on_loopback_prints_the_address_and_stops_on_sigint(files, tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    pose = tmp_path / "talk.pose.json"
+    pose.write_bytes((files / "talk.pose.json").read_bytes())
+    proc = subprocess.Popen([sys.executable, "-m", "csg", "edit", str(pose), "--ref",
+                             str(files / "photo.png"), "--audio", str(files / "speech.wav"),
+                             "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.fullmatch(r"csg edit: (http://127\.0\.0\.1:\d+)/\?token=([\w-]+)\n", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        c = Client(m.group(1) + "/?", m.group(2))
+        info = c.json("/api/session")
+        assert info["num_frames"] == T and info["has_audio"]
+        assert c.call("/api/session", token=None)[0] == 403
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in out and pose.read_bytes() == (files / "talk.pose.json").read_bytes()

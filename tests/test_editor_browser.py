@@ -205,6 +205,15 @@ def test_drag_lock_regenerate_save_in_chromium(driver, editor):
     assert lines_b[51:] == lines_a[51:]
     assert final.meta["editor"]["locked"] == [[10, 11]]
 
+    # play: the frame follows the audio clock
+    d.find_element(By.ID, "btn-play").click()
+    time.sleep(1.0)
+    d.find_element(By.ID, "btn-play").click()
+    frame, clock = d.execute_script("return [window.csgEditor.frame, "
+                                    "document.getElementById('audio').currentTime]")
+    assert clock > 0.3 and frame > 10 and abs(frame - int(clock * final.fps)) <= 1, (frame, clock)
+    d.execute_script("window.csgEditor.setFrame(10)")
+
     # the figure: the rendered frame beside the skeleton, the range selected on the timeline
     d.find_element(By.ID, "btn-render-frame").click()
     _status_has(d, "rendered frame 10", timeout=180)

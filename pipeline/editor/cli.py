@@ -45,6 +45,10 @@ def edit(pose_path, ref_path, audio_path, output, out_dir, ref_pose_path, checkp
         import webbrowser
 
         webbrowser.open(server.url)
-    server.run()
+    try:
+        server.run()  # until Ctrl-C / SIGTERM: uvicorn shuts down, then re-raises the signal
+    except KeyboardInterrupt:  # stopping the editor is the normal way out, not an error
+        pass
+    click.echo("csg edit: stopped")
     if session.state.dirty:
         click.echo(f"note: unsaved edits were discarded ({session.output} unchanged)", err=True)

@@ -299,7 +299,7 @@ class EditorSession:
         def run() -> None:
             try:
                 job.result = work(job)
-                job.state = "done"
+                job.state, job.message = "done", ""
             except CsgError as e:
                 job.state, job.message = "error", " ".join(str(e).split())
             except Exception as e:  # noqa: BLE001 - reported to the page, logged in full
