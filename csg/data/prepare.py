@@ -205,10 +205,16 @@ def prepare_one(path: str, rel: str, speaker: str, root: str, cfg: PrepareConfig
     return len(recs)
 
 
+def done_markers(root: str | Path) -> list[Path]:
+    """The finished videos' done-markers under ``root``, sorted."""
+    return [m for m in sorted((Path(root) / DONE_DIR).glob("*.json")) if not m.name.startswith(".")]
+
+
 def collect_records(root: str | Path) -> list[ClipRecord]:
-    """All clip records of the done-markers under ``root``."""
+    """All clip records of the done-markers under ``root`` (not the hidden temporary files of a
+    marker being written, or left by a killed run)."""
     recs = []
-    for m in sorted((Path(root) / DONE_DIR).glob("*.json")):
+    for m in done_markers(root):
         try:
             d = json.loads(m.read_text())
         except json.JSONDecodeError as e:
