@@ -298,3 +298,66 @@ def test_unknown_option_is_refused():
 
     with pytest.raises(ConfigError, match="stepz"):
         vdm_factory(stepz=3)
+
+
+# --- PAR (PAHA Eq. 2-3 on the latent grid) -------------------------------------------------------
+def _one_point_frame(j: int, x: float, y: float, c: float) -> np.ndarray:
+    f = np.zeros((133, 3), np.float32)
+    f[j] = (x, y, c)
+    return f
+
+
+def test_par_known_answer_hand_point():
+    from csg import keypoints as K
+    from pose2video.vdm.config import ParConfig
+    from pose2video.vdm.par import frame_par
+
+    cfg = ParConfig()
+    # 64 x 64 canvas -> 8 x 8 latent grid; a hand point at the centre of latent cell (row 2, col 5)
+    f = _one_point_frame(K.LEFT_HAND.start, 5 * 8 + 3.5, 2 * 8 + 3.5, 1.0)
+    out = frame_par(f, (64, 64), (8, 8), cfg)
+    w = out["weight"]
+    # ω1 x Gauss_smooth(c) at the point's cell: a delta smoothed with σ = 0.5 cells keeps the
+    # centre weight of the separable kernel squared, 1 / (1 + 2e^-2 + 2e^-8) per axis
+    centre = 1 / (1 + 2 * np.exp(-2) + 2 * np.exp(-8))
+    assert w[2, 5] == pytest.approx(10.0 * centre ** 2, rel=1e-5)
+    assert w.max() == w[2, 5]
+    assert out["hands"].sum() == 1 and out["hands"][2, 5] == 1
+    assert np.all(w[out["hands"] == 0] == 1.0)  # no body: 1 everywhere else
+    # below τ: not counted anywhere
+    low = frame_par(_one_point_frame(K.LEFT_HAND.start, 43.5, 19.5, 0.7), (64, 64), (8, 8), cfg)
+    assert np.all(low["weight"] == 1.0)
+
+
+def test_par_known_answer_body_rectangle_and_ablation():
+    from csg import keypoints as K
+    from pose2video.vdm.config import ParConfig
+    from pose2video.vdm.par import frame_par
+
+    f = np.zeros((133, 3), np.float32)
+    f[K.LEFT_SHOULDER] = (11.5, 11.5, 0.9)   # latent cell (1, 1)
+    f[K.RIGHT_HIP] = (35.5, 27.5, 0.9)       # latent cell (3, 4)
+    out = frame_par(f, (64, 64), (8, 8), ParConfig())
+    body = np.zeros((8, 8), bool)
+    body[1:4, 1:5] = True  # rectangle spanned by the two points (r < 1 cell adds no cell here)
+    assert np.array_equal(out["weight"] == 2.0, body)
+    assert np.all(out["weight"][~body] == 1.0)
+    off = frame_par(f, (64, 64), (8, 8), ParConfig(enabled=False))
+    assert np.all(off["weight"] == 1.0)
+
+
+def test_par_loss_weights_the_error():
+    from csg import keypoints as K
+    from pose2video.vdm.config import ParConfig
+    from pose2video.vdm.par import par_loss
+
+    f = _one_point_frame(K.RIGHT_HAND.start, 43.5, 19.5, 1.0)
+    se = torch.zeros(1, 1, 8, 8)
+    se[0, 0, 2, 5] = 1.0  # error only on the hand cell
+    loss, logs = par_loss(se, f[None, None], (64, 64), ParConfig())
+    centre = 1 / (1 + 2 * np.exp(-2) + 2 * np.exp(-8))  # see test_par_known_answer_hand_point
+    assert float(loss) == pytest.approx(10.0 * centre ** 2 / 64, rel=1e-5)
+    assert float(logs["mse_hands"]) == pytest.approx(1.0)
+    assert float(logs["mse_rest"]) == 0.0
+    loss0, _ = par_loss(se, f[None, None], (64, 64), ParConfig(enabled=False))
+    assert float(loss0) == pytest.approx(1.0 / 64)

@@ -7,6 +7,8 @@ threads), so every prepared clip (``csg data synth`` / ``csg data prepare`` outp
     latents  (n, C, h, w) float16   the first ``frames_per_clip`` frames, square-cropped and resized
     poses    (n, 133, 3)  float32   the same frames' skeletons on the ``size`` x ``size`` canvas
     audio    (n, 2m+1, D) float32   per-frame audio features with ±m neighbours (csg.features)
+    maps     (n, 3, size, size) uint8  the skeleton maps (csg.draw), drawn once (slow on CPU)
+    par      (n, 5, h, w) float16   PAR weight and face / hands / body / rest areas (.par)
     fps      ()
 
 A cache file is reused when its ``key`` (codec, size, frames, feature config) matches.
@@ -55,7 +57,12 @@ def fit_poses(poses: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:
     return out
 
 
+PAR_KEYS = ("weight", "face", "hands", "body", "rest")
+"""Channel order of the cached ``par`` array."""
+
+
 def cache_key(codec: str, codec_path: str, size: int, frames: int, features) -> str:
+    """Key of the encoded part of a cache file (latents, poses, audio)."""
     from dataclasses import asdict
 
     blob = json.dumps({"codec": codec, "path": codec_path, "size": size, "frames": frames,
@@ -83,8 +90,8 @@ def audio_tokens(audio: np.ndarray, fps: float, num_frames: int, features) -> np
 
 
 def build_cache(roots, cache_dir: str | Path, codec, *, codec_name: str, codec_path: str,
-                size: int, frames_per_clip: int, features, split: str | None = "train",
-                progress: bool = True) -> list[Path]:
+                size: int, frames_per_clip: int, features, par=None,
+                split: str | None = "train", progress: bool = True) -> list[Path]:
     """Encode every clip with frames of the dataset ``roots`` into ``cache_dir``; returns the cache
     files (reused when their key matches). Clips without frames are skipped with a warning."""
     from tqdm import tqdm
@@ -94,7 +101,13 @@ def build_cache(roots, cache_dir: str | Path, codec, *, codec_name: str, codec_p
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    from .config import ParConfig
+
+    from dataclasses import asdict, replace
+
+    par = replace(par or ParConfig(), enabled=True)  # the ablation reuses the cache
     key = cache_key(codec_name, codec_path, size, frames_per_clip, features)
+    par_key = json.dumps(asdict(par), sort_keys=True)
     todo = []
     for root in roots:
         for rec in select(read_manifest(root), split):
@@ -111,8 +124,11 @@ def build_cache(roots, cache_dir: str | Path, codec, *, codec_name: str, codec_p
         files.append(path)
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) == key:
-                    continue
+                old = {k: z[k] for k in z.files}
+            if str(old["key"]) == key:
+                if str(old.get("par_key", "")) != par_key:  # encoded already: add maps and PAR
+                    _save(path, old, size, par, par_key)
+                continue
         clip = load_clip(root, rec)
         n = min(frames_per_clip, rec.num_frames)
         raw = np.stack(list(read_video(root / rec.video, max_frames=n)))
@@ -121,18 +137,32 @@ def build_cache(roots, cache_dir: str | Path, codec, *, codec_name: str, codec_p
         lat = encode_frames(codec, frames)
         poses = fit_poses(clip.poses[:n], raw.shape[1:3], size)
         tokens = audio_tokens(clip.audio, clip.fps, clip.poses.shape[0], features)[:n]
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, latents=lat.astype(np.float16), poses=poses, audio=tokens,
-                 fps=np.float64(clip.fps), key=np.array(key))
-        tmp.replace(path)
+        _save(path, {"latents": lat.astype(np.float16), "poses": poses, "audio": tokens,
+                     "fps": np.float64(clip.fps), "key": np.array(key)}, size, par, par_key)
     return files
+
+
+def _save(path: Path, arrays: dict, size: int, par, par_key: str) -> None:
+    """Add the skeleton maps and PAR maps of ``arrays["poses"]`` and write atomically."""
+    from .par import latent_par
+
+    poses, lat = arrays["poses"], arrays["latents"]
+    maps = (pose_maps(poses, (size, size)).numpy() * 255).round().astype(np.uint8)
+    pm = latent_par(poses[None], (size, size), lat.shape[-2:], par)
+    pars = np.stack([pm[k][0].numpy() for k in PAR_KEYS], 1).astype(np.float16)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **{k: v for k, v in arrays.items() if k not in ("maps", "par", "par_key")},
+             maps=maps, par=pars, par_key=np.array(par_key))
+    tmp.replace(path)
 
 
 class LatentWindowDataset:
     """Training samples from cache files (a torch ``Dataset``; items are dicts of tensors).
 
     Item: ``ref`` (C, h, w) latent of a random frame of the clip, ``ref_pose`` (133, 3), ``latents``
-    (W, C, h, w), ``poses`` (W, 133, 3) on the ``size`` canvas, ``audio`` (W, 2m + 1, D). Windows
+    (W, C, h, w), ``poses`` (W, 133, 3) on the ``size`` canvas, ``audio`` (W, 2m + 1, D), and when
+    the cache holds them ``maps`` (W + 1, 3, S, S) float skeleton maps (reference first) and
+    ``par`` (W, 5, h, w) (:data:`PAR_KEYS`). Windows
     start every ``stride`` frames; the reference frame is drawn from ``(seed, epoch, index)``.
     """
 
@@ -141,7 +171,8 @@ class LatentWindowDataset:
         self.clips = []
         for f in files:
             with np.load(f, allow_pickle=False) as z:
-                clip = {k: z[k] for k in ("latents", "poses", "audio")}
+                clip = {k: z[k] for k in ("latents", "poses", "audio", "maps", "par")
+                        if k in z.files}
             if len(clip["latents"]) >= window:
                 self.clips.append(clip)
             else:
@@ -170,7 +201,11 @@ class LatentWindowDataset:
                 "ref_pose": torch.from_numpy(clip["poses"][r]),
                 "latents": torch.from_numpy(clip["latents"][sl].astype(np.float32)),
                 "poses": torch.from_numpy(clip["poses"][sl]),
-                "audio": torch.from_numpy(clip["audio"][sl])}
+                "audio": torch.from_numpy(clip["audio"][sl]),
+                **({"maps": torch.from_numpy(np.concatenate([clip["maps"][r:r + 1],
+                                                             clip["maps"][sl]])).float() / 255,
+                    "par": torch.from_numpy(clip["par"][sl].astype(np.float32))}
+                   if "maps" in clip else {})}
 
 
 def pose_maps(poses, size_hw: tuple[int, int], threshold: float = 0.3):
