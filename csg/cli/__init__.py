@@ -100,6 +100,7 @@ def data() -> None:
 @cli.group(cls=LazyGroup, lazy={
     "audio2pose": ("audio2pose.cli:train", "Train the stage-1 skeleton diffusion model."),
     "classifier": ("audio2pose.classifier_cli:train_classifier", "Train a sync classifier (PCE)."),
+    "renderer": ("pose2video.vdm.cli:train_renderer", "Train or personalise the vdm renderer."),
 })
 def train() -> None:
     """Training, through accelerate (one CPU, many GPUs, many nodes)."""
