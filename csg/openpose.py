@@ -28,7 +28,8 @@ import numpy as np
 
 from . import keypoints as K
 from .errors import OutputError, PoseFormatError
-from .pose import PoseSequence, atomic_write_text
+from .outputs import atomic_write_text
+from .pose import PoseSequence
 
 log = logging.getLogger(__name__)
 

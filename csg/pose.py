@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import PoseFormatError
 from .keypoints import KEYPOINT_NAMES, LAYOUT, NUM_KEYPOINTS
-from .outputs import atomic_write_text  # noqa: F401 - part of this module's API
+from .outputs import atomic_write_text
 from .validate import MAX_CANVAS_SIDE, MAX_FPS, MIN_FPS
 
 FORMAT = "csg.pose"
