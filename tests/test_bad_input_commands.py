@@ -382,3 +382,18 @@ def test_output_set_lock_excludes_a_second_writer(tmp_path):
             atomic_write_text(p, "{}")
     atomic_write_text(p, "{}")  # released
     assert sorted(x.name for x in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_single_file_writers_report_a_full_disk(tmp_path, monkeypatch):
+    """Every writer (skeleton JSON of `csg pose generate`, images, datasets) goes through
+    atomic_output: a full disk is one OutputError naming the file, and nothing is left."""
+    from csg.errors import OutputError
+    from csg.outputs import atomic_write_text
+
+    def enospc(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", enospc)
+    with pytest.raises(OutputError, match=r"p\.json: No space left on device.*nothing was written"):
+        atomic_write_text(tmp_path / "p.json", "{}")
+    assert list(tmp_path.iterdir()) == []
