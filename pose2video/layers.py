@@ -102,19 +102,40 @@ def upper_arm_anchors(ref: np.ndarray, side: str, reach: float) -> _Anchors:
     return a
 
 
-def forearm_anchors(ref: np.ndarray, ref_ok: np.ndarray, side: str, reach: float) -> _Anchors:
-    """Anchors of a forearm + hand layer: a circle round the elbow, helpers along the forearm, the
-    wrist circle (blended towards the hand by direction) and the hand ring."""
+def forearm_anchors(ref: np.ndarray, ref_ok: np.ndarray, side: str, reach: float,
+                    with_hand: bool = True) -> _Anchors:
+    """Anchors of a forearm layer: a circle round the elbow, helpers along the forearm and the
+    wrist circle; ``with_hand``: also the hand ring, the wrist circle blended towards the hand by
+    direction (a hand the photo hides, carried by the forearm). Without it the hand is a layer of
+    its own (:func:`hand_anchors`) and the forearm ends at the wrist."""
     _, e_i, w_i = SIDES[side][:3]
     fore, hand = f"{side}_fore", f"{side}_hand"
     a = _Anchors()
     a.add(ref[e_i], {fore: 1.0}, key=e_i)
-    a.add(ref[w_i], {fore: 0.5, hand: 0.5}, key=w_i)
     a.add(circle(ref[e_i], reach, 10), {fore: 1.0})
     a.add(_side_points(ref[e_i], ref[w_i], (1 / 3, 2 / 3), reach), {fore: 1.0})
+    if with_hand:
+        a.add(ref[w_i], {fore: 0.5, hand: 0.5}, key=w_i)
+        c, rad = hand_region(ref, ref_ok, side)
+        a.add(*_joint_circle(ref[w_i], ref[e_i], c, reach, fore, hand))
+        a.add(circle(c, rad + reach, 12), {hand: 1.0})
+    else:
+        a.add(ref[w_i], {fore: 1.0}, key=w_i)
+        a.add(circle(ref[w_i], reach, 10), {fore: 1.0})
+    return a
+
+
+def hand_anchors(ref: np.ndarray, ref_ok: np.ndarray, side: str, reach: float) -> _Anchors:
+    """Anchors of a hand layer: the wrist circle and a ring round the hand, all moved by the hand's
+    similarity alone - the hand is carried rigidly, so wrist and fingers land where the palm fit
+    puts them, never sheared between forearm and hand."""
+    _, _, w_i = SIDES[side][:3]
+    hand = f"{side}_hand"
+    a = _Anchors()
+    a.add(ref[w_i], {hand: 1.0})
+    a.add(circle(ref[w_i], reach, 10), {hand: 1.0})
     c, rad = hand_region(ref, ref_ok, side)
-    a.add(*_joint_circle(ref[w_i], ref[e_i], c, reach, fore, hand))
-    a.add(circle(c, rad + reach, 12), {hand: 1.0})
+    a.add(circle(c, rad + reach, 14), {hand: 1.0})
     return a
 
 

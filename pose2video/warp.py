@@ -19,16 +19,17 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from csg import keypoints as K
 from csg.pose import PoseSequence
 
 from . import mesh
 from .base import (CanvasMismatchError, ProgressBar, ProgressCallback, check_inputs,
                    reference_pose_for, window_bounds)
 from .face import MouthStyle, mouth_style, paint_mouth
-from .layers import (Layer, arm_ok, base_anchors, forearm_anchors, person_zone,
+from .layers import (Layer, arm_ok, base_anchors, forearm_anchors, hand_anchors, person_zone,
                      upper_arm_anchors)
 from .masks import arm_free_base, arm_mask, arm_radius, elbow_split, hand_zone, soft_alpha
-from .rig import P, blend_transforms, part_transforms
+from .rig import SIDES, P, blend_transforms, part_transforms
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,14 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
         w_fore = np.maximum(w_fore, hzs)
         w_up = np.where(w_fore >= 1.0, w_up * (1.0 - hzs), 1.0)  # max(w_up, w_fore) stays 1
         reach = 2.2 * r + feather + 3
-        parts = ((f"{side}_upper", w_up, upper_arm_anchors(ref, side, reach)),
-                 (f"{side}_fore", w_fore, forearm_anchors(ref, ref_ok, side, reach)))
-        for name, w_part, anchors in parts:  # the forearm is drawn over the upper arm
+        root = SIDES[side][3]
+        own_hand = ref_ok[root:root + K.HAND_SIZE].sum() >= 5  # a visible hand: a rigid layer
+        parts = [(f"{side}_upper", w_up, upper_arm_anchors(ref, side, reach)),
+                 (f"{side}_fore", np.where(hzs >= 1.0, 0.0, w_fore) if own_hand else w_fore,
+                  forearm_anchors(ref, ref_ok, side, reach, with_hand=not own_hand))]
+        if own_hand:
+            parts.append((f"{side}_hand", hzs, hand_anchors(ref, ref_ok, side, reach)))
+        for name, w_part, anchors in parts:  # drawn in order: upper arm, forearm, hand
             a = alpha * w_part
             layer = _layer(name, anchors, np.zeros((*size_hw, 5), np.uint8), 1.0,
                            priority=_coverage(a))
