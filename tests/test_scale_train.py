@@ -8,7 +8,8 @@ The test then checks, across the two ranks: different data, identical gradients,
 parameters before every step and at the end (changed from the start), and that ``--resume``
 restores the step-N weights.
 
-Stages: ``STAGES`` maps a stage name to (CLI arguments, data hook). The renderer's training
+Stages: ``STAGES`` maps a stage name to (CLI arguments, data hook); stage 1 (with resume) and
+the PCE sync classifier (no resume in its trainer) are covered. The renderer's training
 (``csg train renderer``) does not exist yet; when it lands, add its entry (tiny config, and a data
 hook if it does not iterate an accelerate-prepared DataLoader) and a test like
 :func:`test_two_process_audio2pose`.
@@ -86,6 +87,10 @@ STAGES = {
         "audio2pose", "--config", str(REPO / "configs/audio2pose/tiny.yaml"), "--data", data,
         "--out", out, "--set", f"max_steps={steps}", "--set", "save_every=1",
         "--set", "augment_variants=0"], _hook_dataloader),
+    "classifier": (lambda data, out, steps: [
+        "classifier", "--region", "nonface", "--config", str(REPO / "configs/classifier/debug.yaml"),
+        "--data", data, "--out", out, "--cpu", "--set", f"max_steps={steps}",
+        "--set", "eval_every=1000", "--set", "pool_size=4"], _hook_classifier_pairs),
 }
 
 
@@ -227,3 +232,25 @@ def test_two_process_audio2pose(corpus, tmp_path):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     print(f"\n2-process audio2pose: {t1:.1f} s for 2 steps, {t2:.1f} s for the resumed step")
+
+
+@pytest.fixture(scope="module")
+def long_corpus(tmp_path_factory):
+    """5.5 s clips with train and val speakers: the classifier cuts 125-frame windows."""
+    from csg.data.synth import SynthConfig, make_corpus
+
+    root = tmp_path_factory.mktemp("long_corpus")
+    make_corpus(root, SynthConfig(clips=16, seconds=5.5, frames=False, espeak=False,
+                                  size_hw=(96, 128)), workers=1, progress=False)
+    return root
+
+
+@pytest.mark.slow
+def test_two_process_classifier(long_corpus, tmp_path):
+    """The PCE sync classifier draws its own pairs per rank (seed + rank); it has no --resume."""
+    args, _ = STAGES["classifier"]
+    out = tmp_path / "clf"
+    t = launch(tmp_path / "rec", ["train", *args(str(long_corpus), str(out), 2)], free_port())
+    check_two_ranks(read(tmp_path / "rec"), 2)
+    assert (out / "final").is_dir()
+    print(f"\n2-process classifier: {t:.1f} s for 2 steps")
