@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -132,6 +133,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
         raise ConfigError(f"{where}: {e}") from None
 
 
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
@@ -150,6 +154,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return tuple(seq) if origin is tuple else seq
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)  # PyYAML (YAML 1.1) reads "1e-4" (no dot) as a string
     if tp in (int, float, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
