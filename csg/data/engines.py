@@ -55,13 +55,10 @@ def _threads_per_worker(workers: int) -> int:
 
 
 def _init_worker(threads: int) -> None:  # pragma: no cover - runs in the spawned workers
+    """Share the cores: torch/OpenMP in each of N workers get cpu_count // N threads (read by torch
+    when a job first imports it)."""
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+    os.environ.setdefault("MKL_NUM_THREADS", str(threads))
 
 
 def run_jobs(fn: Callable, args: Sequence[tuple], *, engine: str = "local", workers: int = 1,
@@ -98,20 +95,26 @@ def _run_pool(fn, args, workers, bar):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     n = min(workers, len(args))
-    with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(_threads_per_worker(n),)) as pool:
+    pool = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(_threads_per_worker(n),))
+    finished = False
+    try:
         futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in sorted(done, key=futures.get):
-                    result = f.result()
-                    bar.update()
-                    yield futures[f], result
-        finally:
-            for f in futures:
-                f.cancel()
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in sorted(done, key=futures.get):
+                result = f.result()
+                bar.update()
+                yield futures[f], result
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # a failed job, Ctrl-C or SIGTERM: stop the others now (resume redoes them)
+            for p in list((getattr(pool, "_processes", None) or {}).values()):
+                p.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _run_ray(fn, args, workers, address, bar, num_gpus):
