@@ -150,6 +150,24 @@ def test_part_rotation_is_rigid_and_keeps_the_pivot():
     assert np.array_equal(st.keypoints[2], make_moving_pose(8, H, W).keypoints[2])
 
 
+def test_warp_to_known_eases_runs_into_known_frames_and_leaves_them_alone():
+    from pipeline.editor.regen import warp_to_known
+
+    xy = np.zeros((40, 2, 2))
+    xy[..., 0] = np.arange(40.0)[:, None]  # generated motion: 1 px per frame
+    known = np.zeros(40, bool)
+    known[:5], known[25], known[35:] = True, True, True
+    xy[:5] -= 6.0
+    xy[25] += 9.0
+    xy[35:] += 4.0  # known frames off the generated path: jumps of 7, 10 and 5 px
+    out = warp_to_known(xy, known, radius=8)
+    assert np.array_equal(out[known], xy[known].astype(np.float32))
+    steps = np.abs(np.diff(out[..., 0], axis=0)).max(axis=1)
+    assert steps.max() < 3.0  # no jump; the largest raw step was 10 px
+    assert np.all(steps[[4, 24, 25, 34]] < 0.5)  # eased into and out of every known frame
+    assert np.allclose(out[14], xy[14])  # beyond the radius of every known frame: untouched
+
+
 # --- the HTTP API ------------------------------------------------------------------------------
 def test_every_api_route_needs_the_token_and_a_loopback_host(editor):
     _, c, _ = editor

@@ -4,8 +4,10 @@ Frames [start, stop) that are not locked are sampled again by the stage-1 diffus
 frame is *known*: the locked frames of the span, and up to ``sampling.overlap`` frames of context on
 each side of it, so the new motion joins the old without a seam. Known frames enter the sampler the
 way :func:`audio2pose.sampling.sample_long` carries its overlaps (model input + RePaint pasting,
-Lugmayr et al. 2022), over windows of ``sampling.window`` frames. Afterwards the known frames are
-copied back from the input bit for bit, so locked frames stay byte-exact in the saved JSON.
+Lugmayr et al. 2022), over windows of ``sampling.window`` frames. The sampler's output is smoothed
+as stage 1 smooths it, runs of new frames are bent to meet their known neighbours
+(:func:`warp_to_known`), and the known frames are copied back from the input bit for bit, so locked
+frames stay byte-exact in the saved JSON.
 
 Uses the public pieces of :class:`audio2pose.Audio2PosePipeline` (model, features, fps, sampling
 defaults) and the stage-1 sampler's ``sample(..., known=, known_mask=)``.
@@ -29,6 +31,34 @@ def _sampler():
     except ImportError:
         from audio2pose.sampling import sample, window_spans
     return sample, window_spans
+
+
+def warp_to_known(xy: np.ndarray, known: np.ndarray, radius: int = 8) -> np.ndarray:
+    """Bend each run of generated frames so it leaves and meets its known neighbours smoothly.
+
+    Motion warping (Witkin & Popovic 1995): a displacement is added that is largest next to a known
+    frame and fades out with :func:`~pipeline.editor.state.smoothstep` over ``radius`` frames: for
+    a run starting at ``s`` after a known frame ``s - 1`` it is ``fade(i) * (xy[s-1] - xy[s])`` on
+    frame ``s + i``, with fade falling from ~1 to ~0, so the run eases out of the known pose instead
+    of jumping; likewise into the known frame after the run. Known frames are not changed.
+
+    xy: (n, J, 2) float; known: (n,) bool. Returns float32 (n, J, 2).
+    """
+    from .state import smoothstep
+
+    out = np.asarray(xy, np.float64).copy()
+    known = np.asarray(known, bool)
+    n = len(known)
+    edges = np.flatnonzero(np.diff(np.concatenate([[1], known.astype(np.int8), [1]])))
+    for s, e in zip(edges[::2], edges[1::2]):  # runs [s, e) of generated frames
+        length = e - s
+        r = min(radius, length)
+        fade = 1.0 - smoothstep(np.arange(1, r + 1) / (r + 1.0))  # (r,) from ~1 down to ~0
+        gap_in = out[s - 1] - out[s] if s > 0 else 0.0  # known frame before the run
+        gap_out = out[e] - out[e - 1] if e < n else 0.0  # known frame after it
+        out[s:s + r] += fade[:, None, None] * gap_in
+        out[e - r:e] += fade[::-1, None, None] * gap_out
+    return out.astype(np.float32)
 
 
 def clip_features(pipe, wav: np.ndarray, num_frames: int) -> np.ndarray:
@@ -110,6 +140,8 @@ def regenerate(pipe, features: np.ndarray, ref_kp: np.ndarray, keypoints: np.nda
         callback(total, total)  # windows whose frames an earlier window filled are skipped
     rel_out = (m.destandardize(z[0]).float().cpu().numpy() + ref_rel)
     xy = savgol_smooth(denormalize(rel_out, ref_kp), s.savgol)
+    xy[~free] = keypoints[a0:b0][~free, :, :2]  # the smoothing moved them; the warp needs them
+    xy = warp_to_known(xy, ~free)
     sc = np.where(ref_kp[None, :, 2] > RELIABLE, scores[0].float().cpu().numpy(), 0.0)
     gen = np.concatenate([xy, sc[..., None]], axis=-1).astype(np.float32)
     span_free = free[start - a0:stop - a0]
