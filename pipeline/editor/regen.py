@@ -25,11 +25,14 @@ logger = logging.getLogger(__name__)
 
 
 def _sampler():
-    """``(sample, window_spans)`` of the stage-1 sampler (moving to csg.diffusion.sampling)."""
+    """``(sample, window_spans)``: stage 1's window sampler with known frames, and the window
+    plan (in :mod:`csg.diffusion.windows` once the shared diffusion core has landed)."""
+    from audio2pose.sampling import sample
+
     try:
-        from csg.diffusion.sampling import sample, window_spans  # type: ignore[import-not-found]
+        from csg.diffusion.windows import window_spans
     except ImportError:
-        from audio2pose.sampling import sample, window_spans
+        from audio2pose.sampling import window_spans
     return sample, window_spans
 
 
