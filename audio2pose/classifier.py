@@ -7,18 +7,17 @@ at diffusion timestep t (B,). Tokens: one per pose frame (the 133 x 2 coordinate
 encoding shared by both modalities, plus a [CLS] token; a timestep embedding is added to every
 token. A small transformer encoder and an MLP on [CLS] give the sync logit; s = sigmoid(logit).
 
-Regions (keypoint masks (133, 1) that broadcast over (B, T, 133, 2)):
+Regions (keypoint masks (133, 1) that broadcast over (B, T, 133, 2), from :mod:`csg.regions`):
 
-- ``face``: mouth + jaw (``csg.keypoints.MOUTH``, ``JAW``);
+- ``face``: ``mouth_jaw`` (lips + jaw line);
 - ``nonface``: body + feet + hands.
 
-:func:`load_guide` turns two trained classifiers into the sampler hook ``guide(f, z, i, ctx)``
-that runs PAHA Algorithm 1 (:mod:`csg.guidance`).
+:func:`load_guide` turns two trained classifiers into the sampler hook ``guide(f, z, ctx)``
+that runs PAHA Algorithm 1 (:mod:`csg.diffusion.guidance`).
 """
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -27,30 +26,29 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from csg import keypoints as K
+from csg import regions as R
+from csg.diffusion.embeddings import sinusoidal
+from csg.diffusion.guidance import GuidanceConfig, make_guide, sync_loss_grad
 from csg.errors import WeightsNotFoundError
-from csg.guidance import GuidanceConfig, context_value, make_guide, sync_loss_grad
 
 log = logging.getLogger(__name__)
 
 REGIONS = ("face", "nonface")
-REGION_GROUPS = {"face": (K.MOUTH, K.JAW), "nonface": (K.BODY, K.FEET, K.HANDS)}
+REGION_OF = {"face": R.MOUTH_JAW, "nonface": R.NONFACE}
+"""Classifier region -> :mod:`csg.regions` region."""
 CHECKPOINT_SUBDIRS = {"face": "classifier_face", "nonface": "classifier_nonface"}
 
 
 def region_mask(region: str, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """(133, 1) 0/1 mask of ``region`` ("face": mouth + jaw; "nonface": body + feet + hands)."""
-    if region not in REGION_GROUPS:
+    if region not in REGION_OF:
         raise ValueError(f"region {region!r} is not one of {', '.join(REGIONS)}")
-    m = torch.as_tensor(K.group_mask(*REGION_GROUPS[region]), dtype=dtype, device=device)
-    return m[:, None]
+    return R.keypoint_mask_tensor(REGION_OF[region], device=device, dtype=dtype)
 
 
-def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer sinusoidal embedding of positions/timesteps x (N,) -> (N, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device) / half)
-    ang = x.float()[:, None] * freqs[None]
-    return torch.cat([ang.sin(), ang.cos()], dim=-1)
+def _embed(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The classifier's sinusoidal embedding: sin first (as its checkpoints were trained)."""
+    return sinusoidal(x, dim, cos_first=False)
 
 
 class SyncClassifier(ModelMixin, ConfigMixin):
@@ -84,8 +82,8 @@ class SyncClassifier(ModelMixin, ConfigMixin):
         """
         B, T = x_t.shape[:2]
         dim = self.config.dim
-        pos = sinusoidal(torch.arange(T, device=x_t.device), dim)[None]  # (1, T, dim)
-        temb = self.time_mlp(sinusoidal(t.reshape(B).to(x_t.device), dim))[:, None]  # (B, 1, dim)
+        pos = _embed(torch.arange(T, device=x_t.device), dim)[None]  # (1, T, dim)
+        temb = self.time_mlp(_embed(t.reshape(B).to(x_t.device), dim))[:, None]  # (B, 1, dim)
         pose = self.pose_in(x_t.reshape(B, T, -1)) + pos + self.modality[1]
         aud = self.audio_in(audio.to(x_t.dtype)) + pos + self.modality[2]
         cls = (self.cls + self.modality[0]).expand(B, 1, dim)
@@ -111,58 +109,45 @@ def load_classifier(path: str | Path, *, device="cpu") -> SyncClassifier:
     return model.to(device).eval().requires_grad_(False)
 
 
-def _timesteps(ctx, batch: int, device) -> torch.Tensor:
-    t = context_value(ctx, "t", "timestep")
-    return torch.as_tensor(t, device=device).long().reshape(-1).expand(batch)
-
-
-def _sigma(ctx) -> float | torch.Tensor:
-    return context_value(ctx, "sigma_t", "sigma")
-
-
 def classifier_guide(cfg: GuidanceConfig, face: SyncClassifier, nonface: SyncClassifier):
-    """The sampler hook ``guide(f, z, i, ctx)`` for ``cfg`` with these classifiers (None for "none").
+    """The sampler hook ``guide(f, z, ctx)`` for ``cfg`` with these classifiers (None for "none").
 
-    ctx must provide the timestep ``t``, ``sigma_t``, ``num_steps`` and the clean audio features
-    ``audio`` (B, T, D) (``audio_features`` / ``features`` also accepted). Masks are the two
+    ctx: a :class:`csg.diffusion.sampling.StepContext` whose ``cond["audio"]`` holds the clean
+    audio features (B, T, D) of the window (stage 1's sampler puts them there). Masks are the two
     regions' (133, 1) masks on the state's device and dtype.
     """
     def grad_fns_for(ctx):
-        audio = context_value(ctx, "audio", "audio_features", "features")
+        audio = ctx.cond["audio"]
 
         def bind(model):
             def grad(z):
-                return model.loss_grad(z, _timesteps(ctx, z.shape[0], z.device), audio.to(z.device))
+                t = torch.full((z.shape[0],), int(ctx.t), dtype=torch.long, device=z.device)
+                return model.loss_grad(z, t, audio.to(z.device))
             return grad
         return bind(nonface), bind(face)
 
-    masks = (region_mask("nonface"), region_mask("face"))
-    guide = make_guide(cfg, grad_fns_for, masks, _sigma)
-    return guide
+    return make_guide(cfg, grad_fns_for, (region_mask("nonface"), region_mask("face")))
 
 
-def _default_dir() -> Path:
-    from .pipeline import DEFAULT_DIR
-
-    return DEFAULT_DIR
-
-
-def load_guide(mode: str, checkpoint_dir, *, lambda_nonface: float = 1.0, lambda_face: float = 0.1,
-               lambda_diff: float = 0.25, guided_fraction: float = 0.5, device="cpu",
-               dg_form: str = "residual"):
+def load_guide(mode: str | GuidanceConfig, checkpoint_dir=None, *, device="cpu", **settings):
     """Guide callable for the stage-1 sampler, or None for mode "none".
 
-    checkpoint_dir: a folder holding ``classifier_face/`` and ``classifier_nonface/`` (e.g. the
-    stage-1 checkpoint folder; None: the embedded ``audio2pose/weights/default``). Raises :class:`WeightsNotFoundError`
-    when either is missing, ``ValueError`` for an unknown mode.
+    mode: a :class:`GuidanceConfig`, or its ``mode`` with the other fields as keyword ``settings``
+    (lambda_nonface, lambda_face, lambda_diff, guided_fraction, dg_form; defaults as
+    GuidanceConfig). checkpoint_dir: a folder holding ``classifier_face/`` and
+    ``classifier_nonface/`` (e.g. the stage-1 checkpoint folder; None: the embedded default).
+    Raises :class:`WeightsNotFoundError` when either is missing, ``ValueError`` for an unknown mode
+    or setting.
     """
-    cfg = GuidanceConfig(mode=mode, lambda_nonface=lambda_nonface, lambda_face=lambda_face,
-                         lambda_diff=lambda_diff, fraction=guided_fraction, dg_form=dg_form)
+    cfg = mode if isinstance(mode, GuidanceConfig) else GuidanceConfig(mode=mode, **settings)
+    if isinstance(mode, GuidanceConfig) and settings:
+        raise TypeError("load_guide: pass either a GuidanceConfig or settings, not both")
     if cfg.mode == "none":
         return None
-    root = Path(checkpoint_dir) if checkpoint_dir is not None else _default_dir()
+    from .pipeline import resolve_checkpoint
+
+    root = Path(checkpoint_dir) if checkpoint_dir is not None else resolve_checkpoint(None)
     face = load_classifier(root / CHECKPOINT_SUBDIRS["face"], device=device)
     nonface = load_classifier(root / CHECKPOINT_SUBDIRS["nonface"], device=device)
-    log.info("PCE guidance %s with %s (λ_nf=%g, λ_f=%g, λ_diff=%g, r=%g)", mode, root,
-             lambda_nonface, lambda_face, lambda_diff, guided_fraction)
+    log.info("PCE guidance %s with %s (%s)", cfg.mode, root, cfg.settings())
     return classifier_guide(cfg, face, nonface)

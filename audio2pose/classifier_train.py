@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from csg.config import to_dict
 from csg.errors import ConfigError, DataError
 
-from . import diffusion as D
+from csg.diffusion import schedule as D
 from .classifier import REGIONS, SyncClassifier, region_mask
 
 log = logging.getLogger(__name__)
@@ -295,14 +295,6 @@ def evaluate(model: SyncClassifier, real: Bank, pool: Bank | None, cfg: Classifi
 
 
 # --- training -------------------------------------------------------------------------------------
-def lr_lambda(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up, then cosine decay to 10 %."""
-    if step < warmup:
-        return (step + 1) / max(warmup, 1)
-    p = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
-
-
 def train(cfg: ClassifierTrainConfig, *, pipe=None, cpu: bool = False) -> dict:
     """Train one classifier; writes ``<out>/final`` (save_pretrained), ``<out>/config.yaml``,
     ``<out>/metrics.json``. pipe: a loaded generator pipeline (None: load ``cfg.generator``).
@@ -311,6 +303,7 @@ def train(cfg: ClassifierTrainConfig, *, pipe=None, cpu: bool = False) -> dict:
     from accelerate import Accelerator
 
     from .pipeline import Audio2PosePipeline
+    from .train import warmup_cosine as _wc
 
     acc = Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision)
     out = Path(cfg.out)
@@ -333,7 +326,7 @@ def train(cfg: ClassifierTrainConfig, *, pipe=None, cpu: bool = False) -> dict:
     model = _init_model(cfg, train_bank.audio.shape[-1], pipe.model.config.num_train_timesteps)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_lambda(s, cfg.warmup, cfg.max_steps))
+        opt, lambda s: _wc(s, cfg.warmup, cfg.max_steps))
     model, opt, sched = acc.prepare(model, opt, sched)
     log.info("classifier %s: %d parameters, lengths %s, min shift %d frames", cfg.region,
              sum(p.numel() for p in model.parameters()), lengths, min_shift)

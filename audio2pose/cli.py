@@ -5,7 +5,10 @@ from pathlib import Path
 
 import click
 
-GUIDANCE = ("none", "sg", "dg")
+from csg.diffusion.guidance import DG_FORMS, MODES, GuidanceConfig
+
+GUIDANCE = MODES
+_G = GuidanceConfig()  # the one set of PCE defaults
 
 
 @click.command("generate")
@@ -26,15 +29,16 @@ GUIDANCE = ("none", "sg", "dg")
 @click.option("--guidance-checkpoint", default=None,
               help="Folder holding classifier_face/ and classifier_nonface/ (default: the "
                    "embedded checkpoint's).")
-@click.option("--lambda-nonface", type=float, default=1.0, show_default=True,
+@click.option("--lambda-nonface", type=float, default=_G.lambda_nonface, show_default=True,
               help="PCE: λ_nf, weight of the non-face (body, hands) classifier step (PAHA Eq. 8).")
-@click.option("--lambda-face", type=float, default=0.1, show_default=True,
+@click.option("--lambda-face", type=float, default=_G.lambda_face, show_default=True,
               help="PCE: λ_f, weight of the face (mouth, jaw) classifier step (PAHA Eq. 9).")
-@click.option("--lambda-diff", type=float, default=0.25, show_default=True,
+@click.option("--lambda-diff", type=float, default=_G.lambda_diff, show_default=True,
               help="PCE: λ_diff, weight of the differential correction (dg only, PAHA Eq. 12).")
-@click.option("--guided-fraction", type=click.FloatRange(0.0, 1.0), default=0.5,
+@click.option("--guided-fraction", type=click.FloatRange(0.0, 1.0),
+              default=_G.guided_fraction,
               show_default=True, help="PCE: guide only the first r of the sampling steps.")
-@click.option("--dg-form", type=click.Choice(("literal", "residual")), default="residual",
+@click.option("--dg-form", type=click.Choice(DG_FORMS), default=_G.dg_form,
               show_default=True,
               help="PCE dg: Eq. 12 as printed (literal) or differences only (residual).")
 @click.option("--max-audio-seconds", type=float, default=600.0, show_default=True,
@@ -67,17 +71,16 @@ def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, g
 
     t0 = time.time()
     pipe = Audio2PosePipeline.from_pretrained(checkpoint, device=device)
-    guide = _load_guide(guidance, guidance_checkpoint, device, lambda_nonface=lambda_nonface,
-                        lambda_face=lambda_face, lambda_diff=lambda_diff,
-                        guided_fraction=guided_fraction, dg_form=dg_form)
+    gcfg = GuidanceConfig(mode=guidance, lambda_nonface=lambda_nonface, lambda_face=lambda_face,
+                          lambda_diff=lambda_diff, guided_fraction=guided_fraction,
+                          dg_form=dg_form)
+    guide = _load_guide(gcfg, guidance_checkpoint, device)
     poses = pipe(wav, SAMPLE_RATE, ref, steps=steps, cfg_scale=cfg_scale,
                  generator=torch.Generator().manual_seed(seed), guide=guide, progress=not quiet,
                  seed=seed)
     if guidance != "none":
         poses.meta["guidance"] = guidance
-        poses.meta["guidance_settings"] = {
-            "lambda_nonface": lambda_nonface, "lambda_face": lambda_face,
-            "lambda_diff": lambda_diff, "guided_fraction": guided_fraction, "dg_form": dg_form}
+        poses.meta["guidance_settings"] = gcfg.settings()
     poses.save(out)
     if not quiet:
         click.echo(f"wrote {out}: {poses.num_frames} frames at {poses.fps:g} fps "
@@ -98,9 +101,9 @@ def load_reference(path: str):
     return extract_pose(load_image(p))
 
 
-def _load_guide(mode: str, checkpoint, device: str, **settings):
-    """The PCE sampler hook (None for "none"); settings: load_guide's λ / fraction / dg_form."""
-    if mode == "none":
+def _load_guide(cfg: GuidanceConfig, checkpoint, device: str):
+    """The PCE sampler hook for ``cfg`` (None for mode "none")."""
+    if cfg.mode == "none":
         return None
     from csg.errors import CsgError
 
@@ -109,7 +112,7 @@ def _load_guide(mode: str, checkpoint, device: str, **settings):
     except ImportError:
         raise CsgError("guidance classifiers not available (audio2pose.classifier is missing); "
                        "use --guidance none") from None
-    return load_guide(mode, checkpoint, device=device, **settings)
+    return load_guide(cfg, checkpoint, device=device)
 
 
 @click.command("audio2pose")

@@ -26,6 +26,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from csg.diffusion.embeddings import sinusoidal as _sinusoidal
 from csg.keypoints import NUM_KEYPOINTS
 
 
@@ -38,13 +39,9 @@ class DenoiserOutput:
 
 
 def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer sinusoidal embedding (Vaswani et al. 2017, Sec. 3.5). x: (N,) -> (N, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32,
-                                                           device=x.device) / half)
-    args = x.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return nn.functional.pad(emb, (0, dim % 2))
+    """The denoiser's sinusoidal embedding, cos half first (as its checkpoints were trained);
+    :func:`csg.diffusion.embeddings.sinusoidal`. x: (N,) -> (N, dim)."""
+    return _sinusoidal(x, dim, cos_first=True, max_period=max_period)
 
 
 class PoseDenoiser(ModelMixin, ConfigMixin):

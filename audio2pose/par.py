@@ -8,7 +8,8 @@ PAHA (Wang et al., ACM MM 2025) Eq. 2-3 weights the diffusion loss with a mask M
     w[t, j] = ω1 · (G_σ * c)[t, j]               if j is face or hand     (Eq. 3, smoothed in time)
     w[t, j] = ω2                                 if j is body or feet
 
-The ablation (``enabled=False``) is the plain loss on reliable keypoints: w = 1 where c >= τ, else 0.
+The weighting itself is :func:`csg.regions.par_weights`, shared with stage 2 (per latent pixel);
+regions come from :mod:`csg.regions` (its ``PARTS`` partition). The ablation (``enabled=False``) is the plain loss on reliable keypoints: w = 1 where c >= τ, else 0.
 The Gaussian smooths the confidence along time (σ in frames), with edge replication.
 """
 from __future__ import annotations
@@ -17,9 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from csg.keypoints import REGION_BODY, REGION_FACE, REGION_HAND, REGION_IDS
-
-REGION_NAMES = {REGION_BODY: "body", REGION_FACE: "face", REGION_HAND: "hands"}
+from csg import regions as R
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,9 @@ def par_weights(scores: torch.Tensor, cfg: ParConfig) -> torch.Tensor:
     reliable = (scores >= cfg.tau).to(scores.dtype)
     if not cfg.enabled:
         return reliable
-    region = torch.tensor(REGION_IDS.tolist(), device=scores.device)
-    small = (region != REGION_BODY).to(scores.dtype)
-    w_small = cfg.omega_small * gaussian_smooth_time(scores, cfg.sigma)
-    w = small * w_small + (1 - small) * cfg.omega_body
+    small = torch.as_tensor(~R.keypoint_mask(R.BODY), device=scores.device).to(scores.dtype)
+    w = R.par_weights(gaussian_smooth_time(scores, cfg.sigma), small, 1 - small,
+                      omega1=cfg.omega_small, omega2=cfg.omega_body)
     return w * reliable
 
 
@@ -78,8 +76,7 @@ def pose_loss(pred: torch.Tensor, target: torch.Tensor, score_logits: torch.Tens
     score = (bce * fm[..., None]).sum() / (fm.sum() * bce.shape[-1]).clamp_min(1.0)
     logs = {"coord": coord.detach(), "score": score.detach()}
     reliable = (scores >= cfg.tau).to(se.dtype) * fm[..., None]
-    region = torch.tensor(REGION_IDS.tolist(), device=se.device)
-    for rid, name in REGION_NAMES.items():
-        r = reliable * (region == rid).to(se.dtype)
+    for name in R.PARTS:
+        r = reliable * torch.as_tensor(R.keypoint_mask(name), device=se.device).to(se.dtype)
         logs[name] = ((se * r).sum() / r.sum().clamp_min(1.0)).detach()
     return coord + score_weight * score, logs

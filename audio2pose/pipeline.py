@@ -18,7 +18,8 @@ import numpy as np
 from csg.audio import SAMPLE_RATE, fit_to_frames, num_frames_for, resample
 from csg.errors import InputError, WeightsNotFoundError
 from csg.features import AudioFeatureConfig, audio_features
-from csg.pose import PoseSequence, atomic_write_text
+from csg.outputs import atomic_write_text
+from csg.pose import PoseSequence
 
 from .config import SamplingConfig
 from .normalize import RELIABLE, denormalize, normalize, reference_anchors
@@ -39,24 +40,14 @@ def default_checkpoint_dir() -> Path:
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
-    """None -> the default; a folder -> itself; otherwise a hub id from the local cache only."""
+    """None -> the default; a folder -> itself; otherwise a hub id from the local cache only
+    (:func:`csg.hub.resolve_folder`). The folder must hold ``audio2pose.json``."""
+    from csg.hub import resolve_folder
+
     if checkpoint is None:
         return default_checkpoint_dir()
-    p = Path(checkpoint)
-    if p.is_dir():
-        if not (p / PIPELINE_FILE).is_file():
-            raise WeightsNotFoundError(f"{p}: not an audio2pose checkpoint (no {PIPELINE_FILE}); "
-                                       "pass the 'final' folder of a training run")
-        return p
-    if p.exists() or str(checkpoint).count("/") != 1:
-        raise WeightsNotFoundError(f"{checkpoint}: audio2pose checkpoint folder not found")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(str(checkpoint), local_files_only=True))
-    except Exception:  # noqa: BLE001 - any hub failure means "not available offline"
-        raise WeightsNotFoundError(f"{checkpoint}: not a local folder and not in the Hugging Face "
-                                   "cache; download it first (csg never downloads)") from None
+    return resolve_folder(checkpoint, what="audio2pose checkpoint", marker=PIPELINE_FILE,
+                          hint="pass the 'final' folder of a training run")
 
 
 class Audio2PosePipeline:
@@ -156,7 +147,7 @@ class Audio2PosePipeline:
         if progress:
             from tqdm.auto import tqdm
 
-            from .sampling import window_spans
+            from csg.diffusion.windows import window_spans
 
             bar = tqdm(total=len(window_spans(T, s.window, s.overlap)) * steps, unit="step",
                        desc="audio2pose", leave=False)

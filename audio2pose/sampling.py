@@ -1,54 +1,32 @@
-"""DDIM sampling of skeleton sequences, with the guidance hook and RePaint-style known frames.
+"""Stage-1 sampling: the pose denoiser plugged into the shared DDIM sampler (:mod:`csg.diffusion`).
 
 The diffusion state ``z`` (B, T, 133, 2) is the standardised motion relative to the reference:
 ``standardize(normalize(xy, ref) - normalize(ref, ref))`` (:mod:`.normalize`,
 :meth:`PoseDenoiser.standardize`), so the reference frame itself is ``standardize(0)``.
 
-Guidance hook contract (used by :mod:`csg.guidance`, PAHA Algorithm 1). At step ``i`` the loop builds
-the one-step solver ``f(z) -> z_prev``: one (CFG-batched) denoiser call at the current ``t``, the
-classifier-free guidance combine, the DDIM update to the next ``t_prev``, then the known frames are
-pasted back noised to ``t_prev``. Every call of ``f`` within a step uses the SAME noise, so
-``f`` is a deterministic function of ``z``. The loop then does::
-
-    z_prev = guide(f, z, i, ctx) if guide is not None else f(z)
-
-``ctx`` is a :class:`GuideContext` (t, t_prev, sigma_t = sqrt(1 - alphas_cumprod[t]), i, num_steps,
-audio features, ref, known frames, the window, and ``predict_x0(z)``). Known frames are handled in
-two ways at once: the model sees them as input (mask + values, trained with random prefixes) and the
-sampler replaces them with their noised known values after each step (RePaint, Lugmayr et al. 2022),
-exactly at the end.
+Everything generic lives in :mod:`csg.diffusion`: the cosine schedule and trailing timesteps
+(:mod:`~csg.diffusion.schedule`), ``ddim_sample`` with frozen noise per step, the guidance hook
+``guide(f, z, ctx)`` and known-value pasting (:mod:`~csg.diffusion.sampling`), classifier-free
+guidance as a wrapper (``classifier_free``) and the carried-frame windows
+(:mod:`~csg.diffusion.windows`). This module only adapts :class:`~audio2pose.model.PoseDenoiser`
+to ``denoise_fn(x, t, uncond)``. Known frames are handled in two ways at once: the model sees them
+as input (mask + values, trained with random prefixes) and the sampler replaces them with their
+noised known values after each step (RePaint), exactly at the end. The guide's
+:class:`~csg.diffusion.sampling.StepContext` carries ``cond={"audio": (B, T, D), "ref": (B, 133, 2)}``.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from . import diffusion as D
+from csg.diffusion.sampling import Known, classifier_free, ddim_sample, randn
+from csg.diffusion.schedule import NoiseSchedule, cosine_alphas_cumprod, timesteps
+from csg.diffusion.windows import plan_windows, window_spans  # noqa: F401 - window_spans: API
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class GuideContext:
-    """What a guide sees at one sampling step. Tensors: audio (B, T, D), ref (B, 133, 2) model input,
-    known (B, T, 133, 2) / known_mask (B, T) bool or None. window: (start, stop) frames in the whole
-    sequence. predict_x0(z) -> (B, T, 133, 2): the CFG x0 estimate at this step's t."""
-
-    t: int
-    t_prev: int
-    sigma_t: float
-    i: int
-    num_steps: int
-    audio: torch.Tensor
-    ref: torch.Tensor
-    known: torch.Tensor | None
-    known_mask: torch.Tensor | None
-    predict_x0: Callable[[torch.Tensor], torch.Tensor]
-    window: tuple[int, int] = (0, 0)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,19 +37,33 @@ class SampleOutput:
     scores: torch.Tensor
 
 
-def _denoise_cfg(model, z, t, audio, ref, known, known_mask, cfg_scale):
-    """One model call; CFG runs conditional and null-audio halves as one batch of 2B."""
-    B = z.shape[0]
-    tt = torch.full((B,), t, dtype=torch.long, device=z.device)
-    if cfg_scale == 1.0:
-        out = model(z, tt, audio, ref, known=known, known_mask=known_mask)
-        return out.sample, out.score_logits
-    cat = lambda x: None if x is None else torch.cat([x, x])  # noqa: E731
-    drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(z.device)
-    out = model(cat(z), torch.cat([tt, tt]), cat(audio), cat(ref), known=cat(known),
-                known_mask=cat(known_mask), drop_audio=drop)
-    cond, uncond = out.sample[:B], out.sample[B:]
-    return D.cfg_combine(cond, uncond, cfg_scale), out.score_logits[:B]
+def schedule_for(model) -> NoiseSchedule:
+    """The cosine schedule and output parameterisation ``model`` was trained with."""
+    cfg = model.config
+    return NoiseSchedule(cosine_alphas_cumprod(cfg.num_train_timesteps), cfg.prediction_type)
+
+
+def pose_denoiser(model, audio: torch.Tensor, ref: torch.Tensor, known: torch.Tensor | None,
+                  known_mask: torch.Tensor | None, logits: list):
+    """``denoise_fn(x, t, uncond)`` for :func:`csg.diffusion.sampling.classifier_free`.
+
+    Conditions are repeated when the batch is a multiple of B (CFG's [x; x] batch); ``uncond`` goes
+    to the model as ``drop_audio``. The score logits of the first B samples (the conditional half)
+    are left in ``logits[0]``.
+    """
+    B = audio.shape[0]
+
+    def denoise(x: torch.Tensor, t: int, uncond: torch.Tensor | None) -> torch.Tensor:
+        n = x.shape[0] // B
+        rep = lambda v: v if v is None or n == 1 else torch.cat([v] * n)  # noqa: E731
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        kw = {} if uncond is None else {"drop_audio": uncond}
+        out = model(x, tt, rep(audio), rep(ref), known=rep(known), known_mask=rep(known_mask),
+                    **kw)
+        logits[0] = out.score_logits[:B]
+        return out.sample
+
+    return denoise
 
 
 @torch.no_grad()
@@ -80,72 +72,25 @@ def sample(model, audio: torch.Tensor, ref: torch.Tensor, *, steps: int, cfg_sca
            known_mask: torch.Tensor | None = None, eta: float = 0.0,
            guide: Callable | None = None, window: tuple[int, int] = (0, 0),
            callback: Callable[[int, int, torch.Tensor], None] | None = None) -> SampleOutput:
-    """DDIM sampling of one window (Song et al. 2021) with CFG and the guidance hook (module doc).
+    """DDIM sampling of one window (Song et al. 2021) with CFG and the guidance hook.
 
     audio: (B, T, D) features; ref: (B, 133, 2) reference input; known / known_mask: frames
-    fixed in advance (B, T, 133, 2) / (B, T) bool. All noise comes from ``generator`` (drawn on its
-    device, then moved). callback(i, t, z_prev) after each step. Returns :class:`SampleOutput`.
+    fixed in advance (B, T, 133, 2) / (B, T) bool. All noise comes from ``generator``: x_T first,
+    then two tensors per step (:func:`csg.diffusion.sampling.ddim_sample`). callback(i, t, z_prev)
+    after each step. Returns :class:`SampleOutput`.
     """
     cfg = model.config
-    ac = D.cosine_alphas_cumprod(cfg.num_train_timesteps)
-    ts = D.ddim_timesteps(cfg.num_train_timesteps, steps)
+    sched = schedule_for(model)
+    ts = timesteps(cfg.num_train_timesteps, steps, "trailing")
     B, T = audio.shape[:2]
-    shape = (B, T, cfg.num_keypoints, 2)
-    dev, dtype = audio.device, audio.dtype
-    randn = lambda: torch.randn(shape, generator=generator, device=generator.device,  # noqa: E731
-                                dtype=torch.float32).to(dev, dtype)
-    z = randn()
-    m = known_mask[..., None, None] if known_mask is not None else None
-    if m is not None:
-        z = torch.where(m, D.q_sample(known, ts[0], z, ac), z)
-    last_logits = [None]
-    for i, t in enumerate(ts):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        step_noise, paste_noise = randn(), randn()
-
-        def f(z_in: torch.Tensor, t=t, t_prev=t_prev, step_noise=step_noise,
-              paste_noise=paste_noise) -> torch.Tensor:
-            out, logits = _denoise_cfg(model, z_in, t, audio, ref, known, known_mask, cfg_scale)
-            last_logits[0] = logits
-            z_prev, _ = D.ddim_step(out, z_in, t, t_prev, ac, cfg.prediction_type, eta=eta,
-                                    noise=step_noise)
-            if m is not None:
-                k = known if t_prev < 0 else D.q_sample(known, t_prev, paste_noise, ac)
-                z_prev = torch.where(m, k, z_prev)
-            return z_prev
-
-        def predict_x0(z_in: torch.Tensor, t=t) -> torch.Tensor:
-            out, _ = _denoise_cfg(model, z_in, t, audio, ref, known, known_mask, cfg_scale)
-            return D.to_x0_eps(out, z_in, t, ac, cfg.prediction_type)[0]
-
-        if guide is not None:
-            ctx = GuideContext(t=t, t_prev=t_prev, sigma_t=float((1 - ac[t]).sqrt()), i=i,
-                               num_steps=len(ts), audio=audio, ref=ref, known=known,
-                               known_mask=known_mask, predict_x0=predict_x0, window=window)
-            z = guide(f, z, i, ctx)
-        else:
-            z = f(z)
-        if callback is not None:
-            callback(i, t, z)
-    return SampleOutput(z0=z, scores=torch.sigmoid(last_logits[0]))
-
-
-def window_spans(num_frames: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """Cover ``num_frames`` with windows of ``window`` frames, each after the first starting
-    ``overlap`` frames before the previous one ends. Returns [(start, stop), ...]; the last window is
-    shortened to end at ``num_frames`` (so it has at least ``overlap + 1`` frames).
-    0 <= overlap < window."""
-    if not 0 <= overlap < window:
-        raise ValueError(f"need 0 <= overlap < window, got overlap={overlap}, window={window}")
-    if num_frames <= window:
-        return [(0, num_frames)]
-    spans, start = [], 0
-    while True:
-        stop = min(start + window, num_frames)
-        spans.append((start, stop))
-        if stop == num_frames:
-            return spans
-        start = stop - overlap  # leaves num_frames - start > overlap frames, so >= 1 new frame
+    z = randn((B, T, cfg.num_keypoints, 2), generator, device=audio.device, dtype=audio.dtype)
+    logits: list = [None]
+    fn = classifier_free(pose_denoiser(model, audio, ref, known, known_mask, logits), cfg_scale)
+    kn = Known(known, known_mask[..., None, None]) if known_mask is not None else None
+    cb = None if callback is None else (lambda ctx, zp: callback(ctx.i, ctx.t, zp))
+    z0 = ddim_sample(fn, z, ts, sched, generator=generator, guide=guide, known=kn, callback=cb,
+                     eta=eta, cond={"audio": audio, "ref": ref}, window=window)
+    return SampleOutput(z0=z0, scores=torch.sigmoid(logits[0]))
 
 
 @torch.no_grad()
@@ -154,29 +99,28 @@ def sample_long(model, audio: torch.Tensor, ref: torch.Tensor, first: torch.Tens
                 steps: int, cfg_scale: float, generator: torch.Generator, eta: float = 0.0,
                 guide: Callable | None = None,
                 callback: Callable[[int, int, torch.Tensor], None] | None = None) -> SampleOutput:
-    """Any length, memory bounded by ``window``: windows from :func:`window_spans`.
+    """Any length, memory bounded by ``window``: windows from :func:`csg.diffusion.windows.plan_windows`.
 
     audio: (B, T, D); ref: (B, 133, 2) reference input; first: (B, 133, 2) state of frame 0 (the
-    reference: ``standardize(0)``). Frame 0 of the whole sequence is fixed to ``first``; each later window continues from the last ``overlap`` frames of the one before (known
-    prefix, see :func:`sample`), so there are no seams. Returns :class:`SampleOutput` over all T.
+    reference: ``standardize(0)``). Frame 0 of the whole sequence is fixed to ``first``; each later
+    window carries the last ``overlap`` frames of the one before as known frames (see :func:`sample`),
+    so there are no seams. Returns :class:`SampleOutput` over all T.
     """
     B, T = audio.shape[:2]
     z_all = torch.zeros(B, T, model.config.num_keypoints, 2, dtype=audio.dtype, device=audio.device)
     s_all = torch.zeros(B, T, model.config.num_keypoints, dtype=audio.dtype, device=audio.device)
-    for w, (a, b) in enumerate(window_spans(T, window, overlap)):
-        n = b - a
-        known = torch.zeros(B, n, *z_all.shape[2:], dtype=audio.dtype, device=audio.device)
-        mask = torch.zeros(B, n, dtype=torch.bool, device=audio.device)
-        if w == 0:
+    for w in plan_windows(T, window, overlap):
+        a, b, k = w.start, w.stop, w.carried
+        known = torch.zeros(B, w.length, *z_all.shape[2:], dtype=audio.dtype, device=audio.device)
+        mask = torch.zeros(B, w.length, dtype=torch.bool, device=audio.device)
+        if w.index == 0:
             known[:, 0], mask[:, 0] = first, True
         else:
-            k = min(overlap, n - 1)
             known[:, :k], mask[:, :k] = z_all[:, a:a + k], True
-        logger.debug("window %d: frames %d-%d", w, a, b)
+        logger.debug("window %d: frames %d-%d", w.index, a, b)
         out = sample(model, audio[:, a:b], ref, steps=steps, cfg_scale=cfg_scale,
                      generator=generator, known=known, known_mask=mask, eta=eta, guide=guide,
                      window=(a, b), callback=callback)
-        keep = mask[0].sum().item() if w > 0 else 0
-        z_all[:, a + keep:b] = out.z0[:, keep:]
-        s_all[:, a + keep:b] = out.scores[:, keep:]
+        z_all[:, w.new] = out.z0[:, k:]
+        s_all[:, w.new] = out.scores[:, k:]
     return SampleOutput(z0=z_all, scores=s_all)

@@ -24,7 +24,7 @@ from csg.config import to_dict
 from csg.errors import DataError
 from csg.features import feature_dim
 
-from . import diffusion as D
+from csg.diffusion import schedule as D
 from .config import TrainConfig
 from .normalize import RELIABLE, normalize
 from .par import pose_loss
@@ -56,7 +56,7 @@ def coord_stats(clips, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
 
     A per-region std (not per coordinate) keeps near-static joints from being blown up to unit
     variance, so errors stay comparable within a region."""
-    from csg.keypoints import REGION_IDS
+    from csg.regions import PART_IDS
 
     xs, ws = [], []
     for c in clips:
@@ -69,8 +69,8 @@ def coord_stats(clips, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
     mean = (w * x).sum(0) / w.sum(0)
     var = w * (x - mean) ** 2
     std = torch.ones_like(mean)
-    for rid in np.unique(REGION_IDS):
-        sel = torch.from_numpy(REGION_IDS == rid)
+    for rid in np.unique(PART_IDS):
+        sel = torch.from_numpy(PART_IDS == rid)
         std[sel] = (var[:, sel].sum() / w[:, sel].sum()).sqrt()
     return mean.float(), std.float()
 
@@ -124,14 +124,18 @@ def training_loss(model, batch, cfg: TrainConfig, ac: torch.Tensor, gen: torch.G
                      score_weight=cfg.score_weight, frame_mask=~known_mask)
 
 
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 10 % of
+    the peak at ``total`` (used by every trainer here)."""
+    if step < warmup:
+        return (step + 1) / max(warmup, 1)
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
+
+
 def lr_lambda(cfg: TrainConfig):
-    """Linear warm-up, then cosine decay to 10 % of the peak."""
-    def f(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        p = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
-    return f
+    """``LambdaLR`` factor for ``cfg``: :func:`warmup_cosine` (warm-up, cosine decay to 10 %)."""
+    return lambda step: warmup_cosine(step, cfg.warmup, cfg.max_steps)
 
 
 # --- the loop ----------------------------------------------------------------------------------

@@ -96,20 +96,7 @@ HAND_EDGES: list[tuple[int, int]] = [
     (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20),
 ]
 
-# --- regions ------------------------------------------------------------------------------------
-REGION_BODY, REGION_FACE, REGION_HAND = 0, 1, 2
-
-
-def _region_ids() -> np.ndarray:
-    ids = np.full(NUM_KEYPOINTS, REGION_BODY, dtype=np.int64)
-    ids[FACE] = REGION_FACE
-    ids[HANDS] = REGION_HAND
-    return ids
-
-
-REGION_IDS: np.ndarray = _region_ids()
-"""(133,) int: 0 body (and feet), 1 face, 2 hands. Read-only."""
-REGION_IDS.setflags(write=False)
+# Regions (body / face / mouth + jaw / hands / non-face / background) live in csg.regions.
 
 
 def indices(*groups: slice) -> np.ndarray:

@@ -8,12 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 from csg import keypoints as K
+from csg import regions as R
 
-REGIONS: dict[str, np.ndarray] = {
-    "body": np.flatnonzero(K.REGION_IDS == K.REGION_BODY),
-    "face": np.flatnonzero(K.REGION_IDS == K.REGION_FACE),
-    "hands": np.flatnonzero(K.REGION_IDS == K.REGION_HAND),
-}
+REGIONS: dict[str, np.ndarray] = {name: R.keypoint_indices(name) for name in R.PARTS}
+"""Per-region keypoint indices (csg.regions' body / face / hands partition)."""
 # CSG's 123 points: DWPose-133 without knees, ankles and feet (legs are rarely in frame).
 UPPER_123 = np.setdiff1d(np.arange(K.NUM_KEYPOINTS), np.concatenate([
     np.array([K.LEFT_KNEE, K.RIGHT_KNEE, K.LEFT_ANKLE, K.RIGHT_ANKLE]),

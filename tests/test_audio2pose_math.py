@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from audio2pose import diffusion as D
+from csg.diffusion import schedule as D
 from audio2pose.normalize import denormalize, normalize, reference_anchors
 from audio2pose.par import ParConfig, gaussian_smooth_time, par_weights, pose_loss
-from audio2pose.sampling import window_spans
+from csg.diffusion.windows import window_spans
 from csg import keypoints as K
 from tests.helpers import make_moving_pose, make_reference_keypoints
 

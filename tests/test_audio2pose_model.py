@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from audio2pose import diffusion as D
+from csg.diffusion import schedule as D
 from audio2pose.config import SamplingConfig
 from audio2pose.model import PoseDenoiser
 from audio2pose.pipeline import Audio2PosePipeline
@@ -112,7 +112,7 @@ def test_guide_hook_contract():
     m = tiny_denoiser()
     seen = []
 
-    def guide(f, z, i, ctx):
+    def guide(f, z, ctx):
         seen.append(ctx)
         first = f(z)
         assert torch.equal(first, f(z))  # same noise within a step: f is deterministic
@@ -126,8 +126,9 @@ def test_guide_hook_contract():
     assert [c.i for c in seen] == [0, 1] and all(c.num_steps == 2 for c in seen)
     assert [c.t for c in seen] == D.ddim_timesteps(1000, 2) and seen[-1].t_prev == -1
     assert seen[0].sigma_t == pytest.approx(float((1 - ac[seen[0].t]).sqrt()))
-    assert seen[0].audio.shape == (1, 10, feature_dim(FEATS)) and seen[0].ref.shape == (1, 133, 2)
-    pushed = _sample(m, 0, guide=lambda f, z, i, ctx: f(z + 0.5))
+    assert seen[0].cond["audio"].shape == (1, 10, feature_dim(FEATS))
+    assert seen[0].cond["ref"].shape == (1, 133, 2)
+    pushed = _sample(m, 0, guide=lambda f, z, ctx: f(z + 0.5))
     assert not torch.allclose(pushed.z0, plain.z0)
 
 
@@ -139,8 +140,8 @@ def test_sample_long_keeps_known_frames_and_continues_windows():
     first = torch.full((1, 133, 2), 0.25)
     calls = []
 
-    def guide(f, z, i, ctx):
-        calls.append((ctx.window, ctx.known_mask.sum().item()))
+    def guide(f, z, ctx):
+        calls.append((ctx.window, ctx.i))
         return f(z)
 
     out = sample_long(m, a, r, first, window=12, overlap=4, steps=2, cfg_scale=1.0,
@@ -149,7 +150,9 @@ def test_sample_long_keeps_known_frames_and_continues_windows():
     assert torch.equal(out.z0[0, 0], first[0])
     windows = sorted(set(c[0] for c in calls))
     assert windows == [(0, 12), (8, 20), (16, 28), (24, 30)]
-    assert dict(calls)[(8, 20)] == 4 and dict(calls)[(0, 12)] == 1
+    from csg.diffusion.windows import plan_windows
+
+    assert [w.carried for w in plan_windows(30, 12, 4)] == [0, 4, 4, 4]
 
 
 # --- pipeline and CLI --------------------------------------------------------------------------

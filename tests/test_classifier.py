@@ -91,7 +91,11 @@ def test_load_guide(tmp_path):
     tiny("face").save_pretrained(tmp_path / "classifier_face")
     tiny("nonface", seed=1).save_pretrained(tmp_path / "classifier_nonface")
     x, t, a = batch(B=1)
-    ctx = {"t": int(t[0]), "sigma_t": 0.9, "num_steps": 4, "i": 0, "audio": a}
+    from csg.diffusion.sampling import StepContext
+
+    def ctx(i):
+        return StepContext(i=i, num_steps=4, t=int(t[0]), t_prev=-1, sigma_t=0.9,
+                           cond={"audio": a})
     calls = []
 
     def f(z):
@@ -99,16 +103,16 @@ def test_load_guide(tmp_path):
         return 0.5 * z
 
     sg = C.load_guide("sg", tmp_path, guided_fraction=0.5)
-    out = sg(f, x, 0, ctx)
+    out = sg(f, x, ctx(0))
     assert len(calls) == 1 and torch.allclose(out, 0.5 * calls[0])
     moved = calls[0] - x
     assert moved[:, :, K.BODY].abs().sum() > 0 and moved[:, :, K.MOUTH].abs().sum() > 0
     assert moved[:, :, K.RIGHT_EYE].abs().sum() == 0  # in neither region
     calls.clear()
-    assert torch.equal(sg(f, x, 2, ctx), 0.5 * x)  # outside the first r = 50 % of 4 steps
+    assert torch.equal(sg(f, x, ctx(2)), 0.5 * x)  # outside the first r = 50 % of 4 steps
     dg = C.load_guide("dg", tmp_path, lambda_diff=0.25)
     calls.clear()
-    dg(f, x, 0, ctx)
+    dg(f, x, ctx(0))
     assert len(calls) == 3
 
 

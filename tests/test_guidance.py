@@ -1,4 +1,4 @@
-"""Known-answer tests of PAHA Algorithm 1 (csg.guidance) on a hand-computed 4-element toy.
+"""Known-answer tests of PAHA Algorithm 1 (csg.diffusion.guidance) on a hand-computed 4-element toy.
 
 Toy: z = [1, 2, 3, 4]; M_nf = [1, 1, 0, 0], M_f = [0, 0, 1, 1]; σ = 0.5; λ_nf = 1, λ_f = 0.1,
 λ_diff = 0.25; ∇D_nf(z) = 2z; ∇D_f(z) = [0, 0, z0 + z1 + 1, z1 − z0 + 1] (depends on the
@@ -19,7 +19,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from csg import guidance as G
+from csg.diffusion import guidance as G
+from csg.diffusion.sampling import StepContext
 
 Z = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
 M_NF = torch.tensor([1.0, 1.0, 0.0, 0.0])
@@ -83,7 +84,7 @@ def test_eq11_sg_step_is_one_solver_call_on_z_star():
 def test_eq12_dg_literal_adds_the_compensation_terms():
     f = CountingSolver()
     out = G.guided_step(f, Z, SIGMA, mode="dg", grad_fns=(grad_nf, grad_f), masks=(M_NF, M_F),
-                        lambdas=LAMBDAS)
+                        lambdas=LAMBDAS, dg_form="literal")
     assert close(out, [1.75, 2.25, 8.65, 11.15])
     assert f.calls == 3
 
@@ -133,22 +134,45 @@ def test_is_guided_step_first_fraction_only():
 
 
 def test_make_guide_guides_only_the_first_fraction():
-    cfg = G.GuidanceConfig(mode="sg", fraction=0.5)
-    guide = G.make_guide(cfg, lambda ctx: (grad_nf, grad_f), (M_NF, M_F), lambda ctx: SIGMA)
+    cfg = G.GuidanceConfig(mode="sg", guided_fraction=0.5)
+    guide = G.make_guide(cfg, lambda ctx: (grad_nf, grad_f), (M_NF, M_F))
     f = CountingSolver()
-    ctx = {"num_steps": 4}
-    assert close(guide(f, Z, 0, ctx), [1, 1, 6.9, 8.9])
-    assert close(guide(f, Z, 1, ctx), [1, 1, 6.9, 8.9])
-    assert torch.equal(guide(f, Z, 2, ctx), 2 * Z + 1)
-    assert G.make_guide(G.GuidanceConfig(mode="none"), None, (M_NF, M_F), None) is None
+
+    def ctx(i):
+        return StepContext(i=i, num_steps=4, t=999 - i, t_prev=998 - i, sigma_t=SIGMA)
+
+    assert close(guide(f, Z, ctx(0)), [1, 1, 6.9, 8.9])
+    assert close(guide(f, Z, ctx(1)), [1, 1, 6.9, 8.9])
+    assert torch.equal(guide(f, Z, ctx(2)), 2 * Z + 1)
+    assert G.make_guide(G.GuidanceConfig(mode="none"), None, (M_NF, M_F)) is None
 
 
 def test_guidance_config_rejects_bad_values():
     with pytest.raises(ValueError, match="mode"):
         G.GuidanceConfig(mode="cfg")
     with pytest.raises(ValueError, match="fraction"):
-        G.GuidanceConfig(fraction=1.5)
+        G.GuidanceConfig(guided_fraction=1.5)
+    with pytest.raises(ValueError, match="dg_form"):
+        G.GuidanceConfig(dg_form="printed")
     assert G.GuidanceConfig().lambdas == (1.0, 0.1, 0.25)
+
+
+def test_one_set_of_modes_and_one_dg_form_default():
+    """The CLI flags and the run config's stage1 keys take their choices and defaults from here."""
+    import inspect
+
+    from audio2pose import cli
+
+    assert G.MODES == ("none", "sg", "dg") and G.DG_FORM_DEFAULT == "residual"
+    assert G.GuidanceConfig().dg_form == G.DG_FORM_DEFAULT
+    for fn in (G.differential_correction, G.guided_step):
+        p = inspect.signature(fn).parameters
+        assert p["form" if "form" in p else "dg_form"].default == G.DG_FORM_DEFAULT
+    opts = {o.name: o for o in cli.generate.params}
+    assert tuple(opts["guidance"].type.choices) == G.MODES
+    d = G.GuidanceConfig()
+    for name in ("lambda_nonface", "lambda_face", "lambda_diff", "guided_fraction", "dg_form"):
+        assert opts[name].default == getattr(d, name), name
 
 
 def test_sync_loss_grad_of_a_linear_classifier():

@@ -20,10 +20,14 @@ PAHA (Wang et al., ACM MM 2025), Algorithm 1:
 - Eq. 12 (DG): ẑ_{t−1} = f(ẑ*) + λ_diff [f(ẑ^nf) ⊙ M_f + f(ẑ^f) ⊙ M_nf]
 
 Eq. 12 as printed adds λ_diff times a *state* (not a difference) to the state, which rescales
-the masked regions by about (1 + λ_diff). ``dg_form="literal"`` implements it as printed (the
-default, for fidelity); ``dg_form="residual"`` adds only the differences
-λ_diff [(f(ẑ^nf) − f(ẑ*)) ⊙ M_f + (f(ẑ^f) − f(ẑ*)) ⊙ M_nf], which is the scale-preserving reading.
-See docs/guidance.md for what each does in practice.
+the masked regions by about (1 + λ_diff). ``dg_form="literal"`` implements it as printed;
+``dg_form="residual"`` (:data:`DG_FORM_DEFAULT`, everywhere) adds only the differences
+λ_diff [(f(ẑ^nf) − f(ẑ*)) ⊙ M_f + (f(ẑ^f) − f(ẑ*)) ⊙ M_nf], which is the scale-preserving reading
+(the literal form measured harmful, docs/guidance.md).
+
+The sampler hook (:func:`make_guide`) has the :data:`csg.diffusion.sampling.Guide` shape
+``guide(f, z, ctx)`` with ``ctx`` a :class:`csg.diffusion.sampling.StepContext` (``i``,
+``num_steps``, ``t``, ``sigma_t``, ``cond``).
 """
 from __future__ import annotations
 
@@ -37,32 +41,42 @@ if TYPE_CHECKING:  # torch is imported lazily inside functions
     Tensor = torch.Tensor
 
 MODES = ("none", "sg", "dg")
-DG_FORMS = ("literal", "residual")
+"""PCE modes: none, sequential guidance (Eq. 11), differential guidance (Eq. 12)."""
+DG_FORMS = ("residual", "literal")
+DG_FORM_DEFAULT = "residual"
 
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """PCE settings; defaults are PAHA's (§4.1.3)."""
+    """PCE settings, the one set of names used by ``csg pose generate`` flags (``--lambda-face``
+    ...), the run config's ``stage1.*`` keys and :func:`audio2pose.classifier.load_guide`.
+    λ and r defaults are PAHA's (§4.1.3)."""
 
     mode: str = "none"  # "none" | "sg" (sequential guidance) | "dg" (differential guidance)
     lambda_nonface: float = 1.0  # λ_nf, Eq. 8
     lambda_face: float = 0.1  # λ_f, Eq. 9; small because the face classifier dominates easily
     lambda_diff: float = 0.25  # λ_diff, Eq. 12 (DG only)
-    fraction: float = 0.5  # r: guide only the first r of the sampling steps
-    dg_form: str = "literal"  # "literal" (Eq. 12 as printed) | "residual" (differences only)
+    guided_fraction: float = 0.5  # r: guide only the first r of the sampling steps
+    dg_form: str = DG_FORM_DEFAULT  # "residual" (differences only) | "literal" (Eq. 12 as printed)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"guidance mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.dg_form not in DG_FORMS:
             raise ValueError(f"dg_form {self.dg_form!r} is not one of {', '.join(DG_FORMS)}")
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ValueError(f"guided fraction must be in [0, 1], got {self.fraction}")
+        if not 0.0 <= self.guided_fraction <= 1.0:
+            raise ValueError(f"guided fraction must be in [0, 1], got {self.guided_fraction}")
 
     @property
     def lambdas(self) -> tuple[float, float, float]:
         """(λ_nf, λ_f, λ_diff), the order :func:`guided_step` takes."""
         return (self.lambda_nonface, self.lambda_face, self.lambda_diff)
+
+    def settings(self) -> dict[str, float | str]:
+        """Everything but the mode (what outputs record as ``meta.guidance_settings``)."""
+        return {"lambda_nonface": self.lambda_nonface, "lambda_face": self.lambda_face,
+                "lambda_diff": self.lambda_diff, "guided_fraction": self.guided_fraction,
+                "dg_form": self.dg_form}
 
 
 def is_guided_step(i: int, num_steps: int, fraction: float) -> bool:
@@ -112,7 +126,7 @@ def sequential_guidance(z: "Tensor", sigma, grad_nonface_fn: Callable, grad_face
 
 def differential_correction(f_star: "Tensor", f_nf: "Tensor", f_f: "Tensor", mask_nonface: "Tensor",
                             mask_face: "Tensor", lambda_diff: float,
-                            form: str = "literal") -> "Tensor":
+                            form: str = DG_FORM_DEFAULT) -> "Tensor":
     """PAHA Eq. 12: the DG result from the three solver outputs f(ẑ*), f(ẑ^nf), f(ẑ^f).
 
     literal:  f(ẑ*) + λ_diff [f(ẑ^nf) ⊙ M_f + f(ẑ^f) ⊙ M_nf]                (as printed)
@@ -127,7 +141,7 @@ def differential_correction(f_star: "Tensor", f_nf: "Tensor", f_f: "Tensor", mas
 
 def guided_step(f: Callable, z: "Tensor", sigma, *, mode: str, grad_fns: tuple[Callable, Callable],
                 masks: tuple["Tensor", "Tensor"], lambdas: tuple[float, float, float],
-                dg_form: str = "literal") -> "Tensor":
+                dg_form: str = DG_FORM_DEFAULT) -> "Tensor":
     """One sampling step with PCE: ``none`` f(ẑ); ``sg`` Eq. 8-11; ``dg`` Eq. 8-10 + 12.
 
     f: one-step solver, z (B, ...) -> z_prev (B, ...). grad_fns: (∇D_nf, ∇D_f); masks: (M_nf, M_f);
@@ -163,33 +177,22 @@ def sync_loss_grad(logit_fn: Callable[["Tensor"], "Tensor"], z: "Tensor") -> "Te
 
 
 def make_guide(cfg: GuidanceConfig, grad_fns_for: Callable, masks: tuple["Tensor", "Tensor"],
-               sigma_of: Callable) -> Callable | None:
-    """A sampler hook ``guide(f, z, i, ctx) -> z_prev`` for ``cfg``, or None for mode "none".
+               ) -> Callable | None:
+    """A sampler hook ``guide(f, z, ctx) -> z_prev`` for ``cfg``, or None for mode "none".
 
-    grad_fns_for(ctx) -> (∇D_nf, ∇D_f) bound to the step's conditions (audio, t); sigma_of(ctx) ->
-    σ_t; ctx must give the total step count as ``num_steps`` (or ``total_steps`` / ``steps``).
-    Steps outside the first ``cfg.fraction`` are plain f(z). Masks follow z's device and dtype.
+    grad_fns_for(ctx) -> (∇D_nf, ∇D_f) bound to the step's conditions (``ctx.t``, ``ctx.cond``).
+    ctx: a :class:`csg.diffusion.sampling.StepContext`; σ_t is ``ctx.sigma_t``. Steps outside the
+    first ``cfg.guided_fraction`` are plain f(z). Masks follow z's device and dtype.
     """
     if cfg.mode == "none":
         return None
 
-    def guide(f: Callable, z: "Tensor", i: int, ctx) -> "Tensor":
-        num_steps = int(context_value(ctx, "num_steps", "total_steps", "steps"))
-        if not is_guided_step(i, num_steps, cfg.fraction):
+    def guide(f: Callable, z: "Tensor", ctx) -> "Tensor":
+        if not is_guided_step(ctx.i, ctx.num_steps, cfg.guided_fraction):
             return f(z)
         ms = tuple(m.to(device=z.device, dtype=z.dtype) for m in masks)
-        return guided_step(f, z, sigma_of(ctx), mode=cfg.mode, grad_fns=grad_fns_for(ctx),
+        return guided_step(f, z, ctx.sigma_t, mode=cfg.mode, grad_fns=grad_fns_for(ctx),
                            masks=ms, lambdas=cfg.lambdas, dg_form=cfg.dg_form)
 
     guide.config = cfg  # type: ignore[attr-defined]
     return guide
-
-
-def context_value(ctx, *names: str):
-    """First of ``names`` found on ``ctx`` (a mapping or an object); KeyError naming them all."""
-    for n in names:
-        if isinstance(ctx, dict) and n in ctx:
-            return ctx[n]
-        if not isinstance(ctx, dict) and hasattr(ctx, n):
-            return getattr(ctx, n)
-    raise KeyError(f"guidance context has none of {', '.join(names)}")
