@@ -296,10 +296,76 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
         def upsample(x: np.ndarray) -> np.ndarray:
             x = cv2.GaussianBlur(x, (0, 0), 1.0)
             return cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        t = behind_body(arms, person, ref, ref_ok)[..., None]
-        up = np.round(upsample(plate) * (1 - t) + upsample(body_fill) * t).astype(np.uint8)
+        t = behind_body(arms, person, ref, ref_ok)
+        body = upsample(body_fill)
+        # the body side: the photo's own texture where a patch of clothes can be found
+        inside = (person > 0.5) & ~cv2.dilate(arms.astype(np.uint8), np.ones((5, 5), np.uint8))\
+            .astype(bool)
+        body = texture_fill(image, arms & (t > 0.5), inside, body)
+        t = t[..., None]
+        up = np.round(upsample(plate) * (1 - t) + body * t).astype(np.uint8)
     out = image.copy()
     out[arms] = up[arms]
+    return out
+
+
+def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
+                 fallback: np.ndarray, ring: int = 4, min_area: int = 30) -> np.ndarray:
+    """Fill each connected part of ``hole`` (H, W) bool with a shifted copy of the photo's own
+    texture, blended in by Poisson cloning (``cv2.seamlessClone``); float32 (H, W, 3) out.
+
+    For every part the shift is picked among rings of candidate offsets (half to two part
+    sizes, 16 directions): the copied region must lie (85 %) within ``source_ok`` (e.g. the visible
+    body, away from the arms) and the ring of pixels around the part must match the ring around
+    the source best (sum of squared differences) - a one-patch exemplar fill. Parts where no
+    such source exists, and pixels whose source is not ``source_ok``, keep ``fallback`` (H, W, 3)
+    (a diffusion fill). Deterministic.
+    """
+    import cv2
+
+    out = np.asarray(fallback, np.float32).copy()
+    h, w = hole.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    img = image.astype(np.float32)
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if area < min_area:
+            continue
+        comp = labels == i
+        near = cv2.dilate(comp.astype(np.uint8), np.ones((2 * ring + 1,) * 2, np.uint8)) > 0
+        band = near & ~hole
+        if band.sum() < 8:
+            continue
+        ys, xs = np.nonzero(near)
+        bys, bxs = np.nonzero(band)
+        size = max(bw, bh)
+        best, best_cost = None, np.inf
+        for rad in (0.5, 0.75, 1.0, 1.4, 2.0, 2.8):
+            for ang in np.linspace(0, 2 * np.pi, 16, endpoint=False):
+                dx, dy = int(round(rad * size * np.cos(ang))), int(round(rad * size * np.sin(ang)))
+                sy, sx = ys + dy, xs + dx
+                if sy.min() < 0 or sx.min() < 0 or sy.max() >= h or sx.max() >= w:
+                    continue
+                if source_ok[sy, sx].mean() < 0.85:
+                    continue
+                cost = float(((img[bys, bxs] - img[bys + dy, bxs + dx]) ** 2).mean())
+                if cost < best_cost:
+                    best, best_cost = (dx, dy), cost
+        if best is None:
+            continue
+        dx, dy = best
+        shifted = cv2.warpAffine(image, np.float32([[1, 0, -dx], [0, 1, -dy]]), (w, h),
+                                 borderMode=cv2.BORDER_REFLECT)
+        mask = (near * 255).astype(np.uint8)
+        try:
+            center = (int(xs.min() + xs.max() + 1) // 2, int(ys.min() + ys.max() + 1) // 2)
+            cloned = cv2.seamlessClone(shifted, image, mask, center, cv2.NORMAL_CLONE)
+        except cv2.error:
+            cloned = shifted
+        good = comp & (cv2.warpAffine(source_ok.astype(np.uint8), np.float32([[1, 0, -dx],
+                                                                             [0, 1, -dy]]),
+                                      (w, h), flags=cv2.INTER_NEAREST) > 0)
+        out[good] = cloned[good].astype(np.float32)  # never copies an arm: those keep the fallback
     return out
 
 

@@ -343,3 +343,18 @@ def test_two_people_the_other_stays_still_and_a_chest_crop_renders(real_photo, c
     moved[0, :, 0] += 2.0
     frame = next(iter(r.render(state, cref.replace(keypoints=moved), progress=False)))[0]
     assert frame.shape == cut.shape and 20.0 < psnr(frame, cut) < float("inf")
+
+
+def test_texture_fill_copies_the_photos_own_pattern():
+    from pose2video.masks import texture_fill
+
+    yy, xx = np.mgrid[0:80, 0:120]
+    img = np.dstack([((xx // 4 + yy // 4) % 2) * 200 + 20] * 3).astype(np.uint8)  # a checker
+    hole = np.zeros((80, 120), bool)
+    hole[30:46, 40:60] = True
+    blur = np.full((80, 120, 3), 120.0, np.float32)  # what a diffusion fill would give
+    out = texture_fill(img, hole, ~hole, blur)
+    # the hole gets checker texture (high contrast), close to what was there, not the flat grey
+    assert out[hole].std() > 60
+    assert np.abs(out[hole] - img[hole]).mean() < 40
+    np.testing.assert_array_equal(out[~hole], blur[~hole])
