@@ -200,7 +200,8 @@ def test_drag_a_wrist_carries_the_hand_and_spreads_with_easing(editor):
     moved = np.linalg.norm(k1[:, K.RIGHT_WRIST, :2] - k0[:, K.RIGHT_WRIST, :2], axis=1)
     assert np.all(moved[:5] == 0) and np.all(moved[16:] == 0)
     assert np.all(np.diff(moved[5:11]) > 0) and np.all(np.diff(moved[10:16]) < 0)
-    others = np.setdiff1d(np.arange(K.NUM_KEYPOINTS), [K.RIGHT_WRIST, *range(hand.start, hand.stop)])
+    others = np.setdiff1d(np.arange(K.NUM_KEYPOINTS),
+                          [K.RIGHT_WRIST, *range(hand.start, hand.stop)])
     assert np.array_equal(k1[:, others], k0[:, others])
 
 
@@ -336,7 +337,8 @@ def test_cli_refuses_bad_inputs_with_one_line(capsys, files, tmp_path):
     rc = main(["edit", str(tmp_path / "missing.json"), "--ref", str(files / "photo.png"),
                "--no-browser"])
     err = capsys.readouterr().err
-    assert rc != 0 and err.startswith("error:") and "missing.json" in err and len(err.splitlines()) == 1
+    assert rc != 0 and err.startswith("error:") and "missing.json" in err
+    assert len(err.splitlines()) == 1
     other = tmp_path / "other.pose.json"
     make_moving_pose(4, 50, 70).save(other)
     rc = main(["edit", str(other), "--ref", str(files / "photo.png"), "--no-browser"])

@@ -1,10 +1,10 @@
 """Re-generate part of a skeleton sequence with stage 1, keeping chosen frames fixed.
 
-Frames [start, stop) that are not locked are sampled again by the stage-1 diffusion model; every other
-frame is *known*: the locked frames of the span, and up to ``sampling.overlap`` frames of context on
-each side of it, so the new motion joins the old without a seam. Known frames enter the sampler the
-way :func:`audio2pose.sampling.sample_long` carries its overlaps (model input + RePaint pasting,
-Lugmayr et al. 2022), over windows of ``sampling.window`` frames. The sampler's output is smoothed
+Frames [start, stop) that are not locked are sampled again by the stage-1 diffusion model; every
+other frame is *known*: the locked frames of the span, and up to ``sampling.overlap`` frames of
+context on each side of it, so the new motion joins the old without a seam. Known frames enter the
+sampler the way :func:`audio2pose.sampling.sample_long` carries its overlaps (model input +
+RePaint pasting, Lugmayr et al. 2022), over windows of ``sampling.window`` frames. The sampler's output is smoothed
 as stage 1 smooths it, runs of new frames are bent to meet their known neighbours
 (:func:`warp_to_known`), and the known frames are copied back from the input bit for bit, so locked
 frames stay byte-exact in the saved JSON.
@@ -80,8 +80,8 @@ def regenerate(pipe, features: np.ndarray, ref_kp: np.ndarray, keypoints: np.nda
     """New keypoints for frames [start, stop): (stop - start, 133, 3) float32.
 
     pipe: an :class:`audio2pose.Audio2PosePipeline`; features: (T, D) from :func:`clip_features`;
-    ref_kp: (133, 3) the photo's skeleton (the stage-1 reference); keypoints: (T, 133, 3) the current
-    sequence; locked: (T,) bool. Locked frames of the span come back unchanged (same bytes).
+    ref_kp: (133, 3) the photo's skeleton (the stage-1 reference); keypoints: (T, 133, 3) the
+    current sequence; locked: (T,) bool. Locked frames of the span come back unchanged (same bytes).
     ``seed`` fixes the result (a CPU ``torch.Generator``), ``steps`` / ``cfg_scale`` default to the
     checkpoint's, as in ``csg pose generate``. callback(done, total) after each sampling step.
     """

@@ -1,8 +1,8 @@
 """Stage 2 for the editor: render one frame, or a frame range to mp4, with any registered renderer.
 
-Protocol v2 (``docs`` / ``PROTOCOL_V2.md``): the renderer's ``prepare(photo, ref_pose)`` runs once per
-renderer and is cached; a range is ``render(state, poses.slice(a, b), audio=<matching slice>)``.
-Renderers that only have the older ``render(photo, poses, ref_pose=...)`` call are still driven.
+Protocol v2: the renderer's ``prepare(photo, ref_pose)`` runs once per renderer and is cached; a
+range is ``render(state, poses.slice(a, b), audio=<matching slice>)``. Renderers that only have the
+older ``render(photo, poses, ref_pose=...)`` call are still driven.
 The photo is resized so its longer side is at most ``max_side`` (the poses are scaled with it), as
 ``csg run`` does.
 """

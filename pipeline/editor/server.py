@@ -61,7 +61,7 @@ def _reject_constant(name: str) -> Any:
 
 
 async def read_json(request) -> dict[str, Any]:
-    """The request body as a JSON object (empty body: {}); anything else is an :class:`EditError`."""
+    """The request body as a JSON object (empty body: {}); anything else: :class:`EditError`."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise EditError(f"request body is over {MAX_BODY} bytes")

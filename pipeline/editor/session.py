@@ -56,7 +56,7 @@ class Job:
 
 
 def plain_name(name: Any, suffix: str) -> str:
-    """A file name chosen by the page: letters, digits, ``._-``, no folders, ending in ``suffix``."""
+    """A file name chosen by the page: letters, digits, ``._-``, no folders; ends in ``suffix``."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise EditError(f"name must be a plain file name (letters, digits, '.', '_', '-'; no "
                         f"folders), got {name!r}")

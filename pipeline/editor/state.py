@@ -8,8 +8,8 @@ it touched (before and after), so undo / redo restore them exactly. Edits:
 - both take an optional ``span=(start, stop)`` (stop exclusive): the key frame gets the whole edit,
   the other unlocked frames of the span a share eased by :func:`ease_weights` (smoothstep, 0 just
   outside the span), so the change fades in and out without a jump;
-- :meth:`set_locked`: lock / unlock frames (locked frames are kept byte-exact by re-generation and are
-  skipped by spreads);
+- :meth:`set_locked`: lock / unlock frames (locked frames are kept byte-exact by re-generation and
+  are skipped by spreads);
 - :meth:`replace_frames`: new keypoints for frames (re-generation), locked frames left untouched.
 """
 from __future__ import annotations
@@ -70,7 +70,8 @@ def ease_weights(start: int, stop: int, key: int) -> np.ndarray:
     return smoothstep(np.where(u <= key, left, right))
 
 
-def rotate_about(xy: np.ndarray, pivot: np.ndarray, angle_deg: float, shift: np.ndarray) -> np.ndarray:
+def rotate_about(xy: np.ndarray, pivot: np.ndarray, angle_deg: float,
+                 shift: np.ndarray) -> np.ndarray:
     """Rotate (n, 2) points by ``angle_deg`` (counter-clockwise on screen, y down) about ``pivot``
     (2,), then translate by ``shift`` (2,). float64 in, float64 out."""
     a = math.radians(angle_deg)
@@ -146,7 +147,8 @@ class EditorState:
     # --- checks ---------------------------------------------------------------------------------
     def check_frame(self, t: Any, what: str = "frame") -> int:
         if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < self.num_frames:
-            raise EditError(f"{what} must be a whole number in [0, {self.num_frames - 1}], got {t!r}")
+            raise EditError(f"{what} must be a whole number in [0, {self.num_frames - 1}], "
+                            f"got {t!r}")
         return t
 
     def check_span(self, start: Any, stop: Any) -> tuple[int, int]:
@@ -162,17 +164,17 @@ class EditorState:
     # --- history --------------------------------------------------------------------------------
     def apply(self, label: str, frames: np.ndarray, new_kps: np.ndarray | None = None,
               new_locks: np.ndarray | None = None) -> Change:
-        """Set ``keypoints[frames] = new_kps`` and / or ``locked[frames] = new_locks`` as one step."""
+        """``keypoints[frames] = new_kps`` and / or ``locked[frames] = new_locks``, one step."""
         frames = np.asarray(frames, np.int64)
         if new_kps is not None:
             new_kps = np.asarray(new_kps, np.float32)
             if not np.isfinite(new_kps).all():
                 raise EditError(f"{label}: the result has non-finite coordinates; nothing changed")
+        locks_before = self.locked[frames].copy()
         ch = Change(label, frames,
                     None if new_kps is None else self.keypoints[frames].copy(),
-                    None if new_kps is None else new_kps.copy(),
-                    self.locked[frames].copy(),
-                    self.locked[frames].copy() if new_locks is None else np.asarray(new_locks, bool),
+                    None if new_kps is None else new_kps.copy(), locks_before,
+                    locks_before.copy() if new_locks is None else np.asarray(new_locks, bool),
                     id=next(self._ids))
         self._set(ch.frames, ch.after, ch.locks_after)
         self.undo_stack.append(ch)
@@ -224,7 +226,8 @@ class EditorState:
         """Put ``joint`` at (x, y) pixels on ``frame``; with ``span`` the same offset, eased, on the
         other unlocked frames of the span. A body wrist carries its 21 hand points (``carry``)."""
         t = self.check_frame(frame)
-        if isinstance(joint, bool) or not isinstance(joint, int) or not 0 <= joint < K.NUM_KEYPOINTS:
+        if (isinstance(joint, bool) or not isinstance(joint, int)
+                or not 0 <= joint < K.NUM_KEYPOINTS):
             raise EditError(f"joint must be a keypoint index in [0, {K.NUM_KEYPOINTS - 1}], "
                             f"got {joint!r}")
         target = np.array([_number(x, "x"), _number(y, "y")], np.float64)
@@ -296,9 +299,10 @@ def locks_from_meta(meta: dict, num_frames: int) -> np.ndarray:
     """The locked frames a previous session saved in ``meta["editor"]["locked"]`` (ranges);
     anything malformed is ignored (a hand-edited meta must not stop the editor)."""
     mask = np.zeros(num_frames, bool)
-    ranges = (meta.get("editor") or {}).get("locked") if isinstance(meta.get("editor"), dict) else None
+    editor = meta.get("editor")
+    ranges = editor.get("locked") if isinstance(editor, dict) else None
     for r in ranges if isinstance(ranges, list) else []:
-        if (isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                       for v in r)):
+        if (isinstance(r, list) and len(r) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in r)):
             mask[max(0, r[0]):max(0, min(num_frames, r[1]))] = True
     return mask
