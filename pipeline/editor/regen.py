@@ -4,10 +4,10 @@ Frames [start, stop) that are not locked are sampled again by the stage-1 diffus
 other frame is *known*: the locked frames of the span, and up to ``sampling.overlap`` frames of
 context on each side of it, so the new motion joins the old without a seam. Known frames enter the
 sampler the way :func:`audio2pose.sampling.sample_long` carries its overlaps (model input +
-RePaint pasting, Lugmayr et al. 2022), over windows of ``sampling.window`` frames. The sampler's output is smoothed
-as stage 1 smooths it, runs of new frames are bent to meet their known neighbours
-(:func:`warp_to_known`), and the known frames are copied back from the input bit for bit, so locked
-frames stay byte-exact in the saved JSON.
+RePaint pasting, Lugmayr et al. 2022), over windows of ``sampling.window`` frames. The sampler's
+output is smoothed as stage 1 smooths it, runs of new frames are bent to meet their known
+neighbours (:func:`warp_to_known`), and the known frames are copied back from the input bit for
+bit, so locked frames stay byte-exact in the saved JSON.
 
 Uses the public pieces of :class:`audio2pose.Audio2PosePipeline` (model, features, fps, sampling
 defaults) and the stage-1 sampler's ``sample(..., known=, known_mask=)``.
