@@ -45,12 +45,12 @@ class VdmOutput(BaseOutput):
 
 
 def sincos(pos: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """(...,) float positions -> (..., dim) sine-cosine features (dim even)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32,
-                                                            device=pos.device) / half)
-    a = pos.float()[..., None] * freqs
-    return torch.cat([a.sin(), a.cos()], -1)
+    """(...,) float positions -> (..., dim) [sin, cos] features: the shared
+    :func:`csg.diffusion.embeddings.sinusoidal` (``cos_first=False``) over any leading shape."""
+    from csg.diffusion.embeddings import sinusoidal
+
+    out = sinusoidal(pos.float().reshape(-1), dim, cos_first=False, max_period=max_period)
+    return out.reshape(*pos.shape, dim)
 
 
 def grid_positions(gh: int, gw: int, dim: int, pos_grid: float, device) -> torch.Tensor:
