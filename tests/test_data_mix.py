@@ -49,10 +49,10 @@ def test_resample_and_pingpong_lengths_and_alignment():
 def test_build_mix_masks_the_face_clips_only(tmp_path):
     synth = _root(tmp_path, "synth", 60, 25.0, False, "synth")
     face = _root(tmp_path, "face", 40, 30.0, True, "prepared")
-    recs = build_mix(tmp_path / "mix", [(str(synth), "whole"), (str(face), "observed")],
-                     min_frames=50)
+    build_mix(tmp_path / "mix", [(str(synth), "whole"), (str(face), "observed", 3)],
+              min_frames=50)
     recs = {r.id: r for r in read_manifest(tmp_path / "mix")}
-    assert sorted(recs) == ["face__a", "synth__a"]
+    assert sorted(recs) == ["face__a", "face__a#1", "face__a#2", "synth__a"]
     assert load_loss_mask(tmp_path / "mix" / recs["synth__a"].npz) is None
     m = load_loss_mask(tmp_path / "mix" / recs["face__a"].npz)
     assert m[K.FACE].min() == 1 and m[K.LEFT_WRIST] == 0

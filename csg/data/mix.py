@@ -93,17 +93,21 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def build_mix(out: str | os.PathLike, sources: list[tuple[str, str]], *, fps: float = 25.0,
+def build_mix(out: str | os.PathLike, sources: list[tuple], *, fps: float = 25.0,
               min_frames: int = 0, stats: bool = True) -> list[ClipRecord]:
-    """Merge dataset roots into ``out``. sources: ``[(root, "whole" | "observed"), ...]``:
+    """Merge dataset roots into ``out``. sources: ``[(root, "whole" | "observed"[, repeat]), ...]``:
     "whole" clips keep every loss; "observed" clips are resampled to ``fps``, lengthened to
     ``min_frames`` with :func:`pingpong` (e.g. 3 s GRID sentences for 4 s training windows) and
-    masked with :func:`observed_mask`. Clip ids get the root's folder name as a prefix."""
+    masked with :func:`observed_mask`. Clip ids get the root's folder name as a prefix; ``repeat``
+    (default 1) lists a root's training clips that many times (extra ids ``...#k``, the same npz)
+    so a small real set is not drowned by a large synthetic one."""
     root = Path(out)
     (root / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     recs: list[ClipRecord] = []
-    for src, kind in sources:
-        src = Path(src)
+    for entry in sources:
+        src, kind = Path(entry[0]), entry[1]
+        repeat = int(entry[2]) if len(entry) > 2 else 1
+        first = len(recs)
         for rec in read_manifest(src):
             cid = f"{src.name}__{rec.id}"
             npz = f"{CLIPS_DIR}/{cid}.npz"
@@ -127,6 +131,8 @@ def build_mix(out: str | os.PathLike, sources: list[tuple[str, str]], *, fps: fl
             np.savez(root / npz, **arrs)
             recs.append(replace(rec, id=cid, npz=npz, video=None, fps=float(fps), num_frames=T,
                                 seconds=round(T / fps, 3)))
+        recs += [replace(r, id=f"{r.id}#{k}") for k in range(1, repeat)
+                 for r in recs[first:] if r.split == "train"]
     write_manifest(root, recs)
     if stats:
         compute_stats(root, "train")
