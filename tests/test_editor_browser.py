@@ -144,6 +144,7 @@ def _frames(path: Path) -> list[str]:
 def test_drag_lock_regenerate_save_in_chromium(driver, editor):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     from csg.pose import PoseSequence
 
@@ -222,3 +223,17 @@ def test_drag_lock_regenerate_save_in_chromium(driver, editor):
     time.sleep(0.3)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     assert d.save_screenshot(str(FIGURE))
+
+    # undo from the keyboard takes the re-generation back (the page reloads those frames)
+    d.find_element(By.TAG_NAME, "body").send_keys(Keys.CONTROL, "z")
+    _status_has(d, "undone: re-generate frames 0-50")
+    d.execute_script("window.csgEditor.setFrame(30)")
+    wrist_30 = d.execute_script(f"return window.csgEditor.jointClientXY({K.RIGHT_WRIST})")
+    rect = d.execute_script("return document.getElementById('stage').getBoundingClientRect()"
+                            ".toJSON()")  # smaller now: the rendered frame is shown beside it
+    s = min(rect["width"] / original.width, rect["height"] / original.height)
+    ox = rect["x"] + (rect["width"] - original.width * s) / 2
+    oy = rect["y"] + (rect["height"] - original.height * s) / 2
+    shown = [(wrist_30["x"] - ox) / s, (wrist_30["y"] - oy) / s]
+    np.testing.assert_allclose(shown, after_drag.keypoints[30, K.RIGHT_WRIST, :2], atol=1e-2)
+    assert np.abs(final.keypoints[30, K.RIGHT_WRIST, :2] - shown).max() > 0.1
