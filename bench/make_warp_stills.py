@@ -29,7 +29,7 @@ def _resize(img: np.ndarray, height: int) -> np.ndarray:
 
 
 def _setup(image_path: Path, motion_path: Path, long_side: int):
-    """(photo, retargeted poses, rig, config) for one photo, downsized to ``long_side``."""
+    """(photo, reference, retargeted poses, warp state, renderer) for one photo, downsized to ``long_side``."""
     import cv2
 
     from csg.extract import extract_pose
@@ -45,14 +45,12 @@ def _setup(image_path: Path, motion_path: Path, long_side: int):
     ref = extract_pose(img)
     renderer = WarpRenderer(WarpConfig())
     poses = renderer.driving_poses(PoseSequence.load(motion_path), ref)
-    return img, ref, poses, renderer.prepare(img, ref), renderer.config
+    return img, ref, poses, renderer.prepare(img, ref), renderer
 
 
 def _frame(setup, t: int) -> np.ndarray:
-    from pose2video.warp import warp_frame
-
-    img, _, poses, rig, cfg = setup
-    return warp_frame(rig, poses.keypoints[t], cfg.threshold, cfg.mouth_ramp, cfg.map_stride)
+    img, _, poses, state, renderer = setup  # protocol v2: prepare once, render frame t
+    return next(iter(renderer.render(state, poses.slice(t, t + 1), progress=False)))[0]
 
 
 def raised_frame(poses) -> int:

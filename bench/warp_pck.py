@@ -44,14 +44,13 @@ def main() -> None:
     from csg.extract import extract_pose
     from csg.image import load_image
     from csg.pose import PoseSequence
-    from pose2video.warp import WarpConfig, WarpRenderer, warp_frame
+    from pose2video.warp import WarpConfig, WarpRenderer
 
     img = load_image(args.image)
     ref = extract_pose(img)
     renderer = WarpRenderer(WarpConfig())
     poses = renderer.driving_poses(PoseSequence.load(args.motion), ref)
-    rig = renderer.prepare(img, ref)
-    cfg = renderer.config
+    state = renderer.prepare(img, ref)  # protocol v2: once per photo
     regions = {"body": np.arange(K.BODY.start, K.BODY.stop),
                "hands": np.arange(K.HANDS.start, K.HANDS.stop),
                "face": np.arange(K.FACE.start, K.FACE.stop)}
@@ -60,7 +59,7 @@ def main() -> None:
     frames = range(0, len(poses), args.every)
     for t in frames:
         gt = poses.keypoints[t]
-        out = warp_frame(rig, gt, cfg.threshold, cfg.mouth_ramp, cfg.map_stride)
+        out = next(iter(renderer.render(state, poses.slice(t, t + 1), progress=False)))[0]
         try:
             pred = extract_pose(out).keypoints[0]
         except NoPersonError:
