@@ -73,34 +73,30 @@ class DistillConfig:
     export_dtype: str = "float16"  # "float16" | "float32"
 
 
-# --- the rollout (pure: model, tensors, schedule) -------------------------------------------------
+# --- the rollout -------------------------------------------------------------------------------
 def student_rollout(model, x_T: torch.Tensor, audio: torch.Tensor, ref: torch.Tensor,
                     known: torch.Tensor, known_mask: torch.Tensor, steps: int,
-                    paste_noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The student's k-step deterministic DDIM sample, differentiable.
 
-    Mirrors :func:`audio2pose.sampling.sample` with ``cfg_scale=1`` and ``eta=0``: known frames are
-    pasted back noised to each step's ``t_prev`` (RePaint) and exactly at the end. x_T, known:
-    (B, T, 133, 2); known_mask: (B, T) bool; paste_noise: (steps, B, T, 133, 2). Returns
-    ``(x0 (B, T, 133, 2), score_logits (B, T, 133))``.
+    Exactly :func:`audio2pose.sampling.sample` with ``cfg_scale=1`` and ``eta=0`` (the same
+    :func:`csg.diffusion.sampling.ddim_rollout`, with gradients): known frames are pasted back
+    noised to each step's ``t_prev`` (RePaint) and exactly at the end; that noise comes from
+    ``generator``, positioned after ``x_T`` was drawn. x_T, known: (B, T, 133, 2); known_mask:
+    (B, T) bool. Returns ``(x0 (B, T, 133, 2), score_logits (B, T, 133))``.
     """
-    from . import diffusion as D
+    from csg.diffusion.sampling import Known, classifier_free, ddim_rollout
+    from csg.diffusion.schedule import timesteps
+
+    from .sampling import pose_denoiser, schedule_for
 
     cfg = model.config
-    ac = D.cosine_alphas_cumprod(cfg.num_train_timesteps).to(x_T.device)
-    ts = D.ddim_timesteps(cfg.num_train_timesteps, steps)
-    m = known_mask[..., None, None]
-    z = torch.where(m, D.q_sample(known, ts[0], x_T, ac), x_T)
-    logits = None
-    for i, t in enumerate(ts):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        tt = torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
-        out = model(z, tt, audio, ref, known=known, known_mask=known_mask)
-        logits = out.score_logits
-        z, _ = D.ddim_step(out.sample, z, t, t_prev, ac, cfg.prediction_type, eta=0.0)
-        k = known if t_prev < 0 else D.q_sample(known, t_prev, paste_noise[i], ac)
-        z = torch.where(m, k, z)
-    return z, logits
+    logits: list = [None]
+    fn = classifier_free(pose_denoiser(model, audio, ref, known, known_mask, logits), 1.0)
+    ts = timesteps(cfg.num_train_timesteps, steps, "trailing")
+    x0 = ddim_rollout(fn, x_T, ts, schedule_for(model), generator=generator,
+                      known=Known(known, known_mask[..., None, None]), eta=0.0)
+    return x0, logits[0]
 
 
 def distill_loss(x0: torch.Tensor, logits: torch.Tensor, target: torch.Tensor,
@@ -123,8 +119,7 @@ def make_pairs(teacher_pipe, ds, cfg: DistillConfig, generator: torch.Generator,
                echo=logger.info) -> dict[str, torch.Tensor]:
     """Teacher samples for ``cfg.pairs`` random windows of ``ds`` (a PoseWindowDataset).
 
-    Returns a dict of stacked tensors: audio, ref, known, known_mask, x_T, paste (student paste
-    noise), x0, scores (teacher)."""
+    Returns a dict of stacked tensors: audio, ref, known, known_mask, x_T, x0, scores (teacher)."""
     from .sampling import sample
     from .train import collate
 
@@ -158,10 +153,8 @@ def make_pairs(teacher_pipe, ds, cfg: DistillConfig, generator: torch.Generator,
         generator.set_state(state)
         out = sample(m, batch["audio"], ref, steps=steps, cfg_scale=scale, generator=generator,
                      known=known, known_mask=mask, eta=0.0)
-        paste = torch.randn((cfg.student_steps, *shape), generator=generator)
         for key, v in (("audio", batch["audio"]), ("ref", ref), ("known", known),
-                       ("known_mask", mask), ("x_T", x_T), ("paste", paste.transpose(0, 1)),
-                       ("x0", out.z0), ("scores", out.scores)):
+                       ("known_mask", mask), ("x_T", x_T), ("x0", out.z0), ("scores", out.scores)):
             chunks.setdefault(key, []).append(v.float() if v.is_floating_point() else v)
     echo(f"teacher: {cfg.pairs} pairs ({steps} steps, cfg {scale:g}) in {time.time() - t0:.0f} s")
     return {k: torch.cat(v) for k, v in chunks.items()}
@@ -221,8 +214,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
         idx = torch.randint(n, (cfg.batch_size,), generator=order)
         b = {k: v[idx].to(dev) for k, v in pairs.items()}
         x0, logits = student_rollout(student, b["x_T"], b["audio"], b["ref"], b["known"],
-                                     b["known_mask"], cfg.student_steps,
-                                     b["paste"].transpose(0, 1))
+                                     b["known_mask"], cfg.student_steps, order)
         loss, logs = distill_loss(x0, logits, b["x0"], b["scores"], b["known_mask"], cfg.par,
                                   cfg.score_weight)
         acc.backward(loss)

@@ -101,8 +101,7 @@ def classifier_free(denoise_fn: Callable[[torch.Tensor, int, torch.Tensor | None
     return guided
 
 
-@torch.no_grad()
-def ddim_sample(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int],
+def ddim_rollout(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int],
                 schedule: NoiseSchedule, *, generator: torch.Generator, guide: Guide | None = None,
                 known: Known | None = None,
                 callback: Callable[[StepContext, torch.Tensor], None] | None = None,
@@ -112,6 +111,8 @@ def ddim_sample(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int]
 
     x: x_T (B, ...), usually :func:`randn` from the same generator. timesteps: descending ints.
     eta: DDIM η (Eq. 16); 0 is deterministic given x_T. callback(ctx, x_prev) after each step.
+    Differentiable when called with gradients enabled (few-step distillation back-propagates
+    through the student's rollout); :func:`ddim_sample` is the same loop under ``torch.no_grad``.
     """
     ac = schedule.alphas_cumprod
     pt = schedule.prediction_type
@@ -145,3 +146,7 @@ def ddim_sample(denoise_fn: DenoiseFn, x: torch.Tensor, timesteps: Sequence[int]
         if callback is not None:
             callback(ctx, z)
     return z
+
+
+ddim_sample = torch.no_grad()(ddim_rollout)
+"""Inference: :func:`ddim_rollout` without gradients (same arguments, same numbers)."""
