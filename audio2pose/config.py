@@ -60,6 +60,8 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (and export) after this wall time; 0: no limit
     clip_grad: float = 1.0  # gradient norm clip
     score_weight: float = 0.1  # weight of the score-head BCE
+    velocity_weight: float = 0.0  # weight of the frame-difference (velocity) loss on x0 (0: off)
+    init_from: str = ""  # fine-tune from this pipeline folder (its weights and motion stats); "": scratch
     stats_items: int = 1000  # training clips used for the motion mean / std
     log_every: int = 50  # steps between log lines
     save_every: int = 500  # steps between resumable checkpoints

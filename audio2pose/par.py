@@ -58,25 +58,44 @@ def par_weights(scores: torch.Tensor, cfg: ParConfig) -> torch.Tensor:
 
 def pose_loss(pred: torch.Tensor, target: torch.Tensor, score_logits: torch.Tensor,
               scores: torch.Tensor, cfg: ParConfig, score_weight: float = 0.1,
-              frame_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+              frame_mask: torch.Tensor | None = None, keypoint_mask: torch.Tensor | None = None,
+              velocity_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Training loss: PAR-weighted MSE on coordinates + BCE on the score head.
 
     pred, target: (B, T, 133, 2); score_logits, scores: (B, T, 133); frame_mask: (B, T) bool, frames
     that count (False on known frames). Loss = mean(w · ||pred − target||²) + score_weight · BCE.
+    keypoint_mask: (B, 133) per-sample keypoint loss mask (csg.data.mix: 0 where a clip does not
+    show the keypoint, e.g. the body of a face crop), applied to both terms. velocity_weight > 0
+    adds ``mean(w_v · ||Δpred − Δtarget||²)`` over frame pairs (Δ: first difference in time; needs
+    an x0 prediction), with known frames replaced by their values so the step out of a known
+    prefix (the reference frame) is penalised too.
     Returns (loss, logs) with unweighted MSE per region on reliable keypoints, "coord" and "score".
     """
     w = par_weights(scores, cfg)
     fm = torch.ones(scores.shape[:2], dtype=scores.dtype, device=scores.device) \
         if frame_mask is None else frame_mask.to(scores.dtype)
-    w = w * fm[..., None]
+    km = torch.ones_like(scores[:, 0]) if keypoint_mask is None else keypoint_mask.to(scores.dtype)
+    w = w * fm[..., None] * km[:, None]
     se = ((pred - target) ** 2).sum(-1)  # (B, T, 133)
     coord = (w * se).sum() / (fm.sum() * se.shape[-1]).clamp_min(1.0)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(score_logits, scores.clamp(0, 1),
                                                                reduction="none")
-    score = (bce * fm[..., None]).sum() / (fm.sum() * bce.shape[-1]).clamp_min(1.0)
+    bm = fm[..., None] * km[:, None]
+    score = (bce * bm).sum() / (fm.sum() * bce.shape[-1]).clamp_min(1.0)
     logs = {"coord": coord.detach(), "score": score.detach()}
-    reliable = (scores >= cfg.tau).to(se.dtype) * fm[..., None]
+    total = coord + score_weight * score
+    if velocity_weight > 0 and pred.shape[1] > 1:
+        # first differences in time of the x0 prediction vs the data's; known frames take their
+        # given values (as the sampler pastes them), so the step out of a known prefix counts
+        p = torch.where(fm[..., None, None] > 0, pred, target)
+        dv = (((p[:, 1:] - p[:, :-1]) - (target[:, 1:] - target[:, :-1])) ** 2).sum(-1)
+        wk = par_weights(scores, cfg) * km[:, None]
+        wv = torch.minimum(wk[:, 1:], wk[:, :-1]) * torch.maximum(fm[:, 1:], fm[:, :-1])[..., None]
+        vel = (wv * dv).sum() / (fm[:, 1:].sum() * dv.shape[-1]).clamp_min(1.0)
+        logs["velocity"] = vel.detach()
+        total = total + velocity_weight * vel
+    reliable = (scores >= cfg.tau).to(se.dtype) * fm[..., None] * km[:, None]
     for name in R.PARTS:
         r = reliable * torch.as_tensor(R.keypoint_mask(name), device=se.device).to(se.dtype)
         logs[name] = ((se * r).sum() / r.sum().clamp_min(1.0)).detach()
-    return coord + score_weight * score, logs
+    return total, logs

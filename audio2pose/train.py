@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from csg.config import to_dict
-from csg.errors import DataError
+from csg.errors import ConfigError, DataError
 from csg.features import feature_dim
 
 from csg.diffusion import schedule as D
@@ -46,7 +46,9 @@ def collate(items: list[dict]) -> dict[str, torch.Tensor]:
     f = lambda k: torch.from_numpy(np.stack([np.asarray(i[k], np.float32) for i in items]))  # noqa
     return {"audio": f("audio"), "rel": torch.from_numpy(np.stack(rel)),
             "scores": f("poses")[..., 2], "ref_rel": torch.from_numpy(np.stack(ref_rel)),
-            "ref_ok": f("ref")[..., 2] > RELIABLE}
+            "ref_ok": f("ref")[..., 2] > RELIABLE,
+            "loss_mask": f("loss_mask") if all("loss_mask" in i for i in items)
+            else torch.ones(len(items), len(rel[0][0]))}
 
 
 def coord_stats(clips, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +108,8 @@ class AugmentedFeatures(torch.utils.data.Dataset):
 def training_loss(model, batch, cfg: TrainConfig, ac: torch.Tensor, gen: torch.Generator):
     """Diffusion loss of one batch: random t, known prefixes, condition drop, PAR-weighted MSE."""
     m = model.module if hasattr(model, "module") else model
+    if cfg.velocity_weight > 0 and cfg.model.prediction_type != "sample":
+        raise ConfigError("velocity_weight needs model.prediction_type: sample (an x0 prediction)")
     x0 = m.standardize(batch["rel"] - batch["ref_rel"][:, None])
     ref = torch.where(batch["ref_ok"][..., None], batch["ref_rel"], 0.0)
     B, W = x0.shape[:2]
@@ -121,7 +125,8 @@ def training_loss(model, batch, cfg: TrainConfig, ac: torch.Tensor, gen: torch.G
                 drop_audio=rand(B) < dc.cond_drop)
     target = D.training_target(x0, noise, t, ac, cfg.model.prediction_type)
     return pose_loss(out.sample, target, out.score_logits, batch["scores"], cfg.par,
-                     score_weight=cfg.score_weight, frame_mask=~known_mask)
+                     score_weight=cfg.score_weight, frame_mask=~known_mask,
+                     keypoint_mask=batch.get("loss_mask"), velocity_weight=cfg.velocity_weight)
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
@@ -175,8 +180,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
                         f"than one batch of {cfg.batch_size}; lower batch_size or window")
     if cfg.augment_variants > 0:
         ds = AugmentedFeatures(ds, cfg.augment_variants, cfg.seed + acc.process_index)
-    model = build_model(cfg)
-    model.set_coord_stats(*coord_stats(clips[:cfg.stats_items], cfg.par.tau))
+    if cfg.init_from:  # fine-tune: the checkpoint's weights and motion statistics
+        from .model import PoseDenoiser
+        from .pipeline import MODEL_DIR, resolve_checkpoint
+
+        model = PoseDenoiser.from_pretrained(resolve_checkpoint(cfg.init_from) / MODEL_DIR,
+                                             torch_dtype=torch.float32)
+        echo(f"initialised from {cfg.init_from}")
+    else:
+        model = build_model(cfg)
+        model.set_coord_stats(*coord_stats(clips[:cfg.stats_items], cfg.par.tau))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     loader = torch.utils.data.DataLoader(

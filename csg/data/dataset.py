@@ -43,7 +43,8 @@ class PoseWindowDataset(Dataset):
 
     Items: ``audio`` (W, D) float32 features (csg.features.audio_features with ``feature_cfg``, over
     the whole clip, then sliced), ``poses`` (W, 133, 3) float32 pixels + score, ``ref`` (133, 3),
-    ``clip_id`` str, ``start`` int. ``stride`` defaults to ``window // 2``. With ``augment`` the
+    ``loss_mask`` (133,) float32 (1: the keypoint's losses count; a clip's ``loss_mask`` npz array,
+    see :mod:`csg.data.mix`, else all ones), ``clip_id`` str, ``start`` int. ``stride`` defaults to ``window // 2``. With ``augment`` the
     clip's audio is augmented (:func:`csg.data.augment.augment_audio`) with a generator seeded by
     ``(seed, epoch, index)`` before the features are computed (``set_epoch`` changes the draw).
     """
@@ -59,6 +60,11 @@ class PoseWindowDataset(Dataset):
         self.feature_cfg = feature_cfg or AudioFeatureConfig()
         self.augment, self.seed, self.epoch = augment, int(seed), 0
         self.clips = _load_split(root, split, self.window, "pose")
+        from .mix import load_loss_mask
+
+        # (133,) per clip: 1 where the clip's keypoint losses count (csg.data.mix; default all)
+        self.loss_masks = [m if (m := load_loss_mask(self.root / c.record.npz)) is not None
+                           else np.ones(c.poses.shape[1], np.float32) for c in self.clips]
         self._features: dict[int, np.ndarray] = {}
         self.windows = [(c, s) for c, clip in enumerate(self.clips)
                         for s in window_starts(clip.poses.shape[0], self.window, self.stride)]
@@ -96,6 +102,7 @@ class PoseWindowDataset(Dataset):
         return {"audio": torch.from_numpy(np.ascontiguousarray(feats[w])),
                 "poses": torch.from_numpy(np.ascontiguousarray(clip.poses[w])),
                 "ref": torch.from_numpy(clip.ref.copy()),
+                "loss_mask": torch.from_numpy(self.loss_masks[c].copy()),
                 "clip_id": clip.record.id, "start": s}
 
 
