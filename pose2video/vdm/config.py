@@ -80,7 +80,7 @@ class VdmRenderConfig:
     codec: str = ""  # "" : the codec the checkpoint was trained with; "taef2" | "autoencoder_kl"
     codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2)
     size: int = 0  # working resolution (long side, px); 0 : the checkpoint's training size
-    steps: int = 20  # DDIM steps
+    steps: int = 12  # DDIM steps (trailing spacing)
     eta: float = 0.0  # DDIM eta (0: deterministic given the initial noise)
     cfg_pose: float = 2.0  # classifier-free guidance scale on the pose (1: off)
     cfg_audio: float = 1.0  # classifier-free guidance scale on the audio (1: off)

@@ -135,7 +135,7 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     if cfg.features.context != cfg.model.audio_context:
         raise DataError(f"features.context ({cfg.features.context}) must equal "
                         f"model.audio_context ({cfg.model.audio_context})")
-    model = VdmDenoiser.from_pretrained(init) if init else build_model(cfg, audio_dim)
+    model = VdmDenoiser.from_pretrained(init).float() if init else build_model(cfg, audio_dim)
     if model.config.audio_dim != audio_dim:
         raise DataError(f"{init}: model takes {model.config.audio_dim}-dim audio features, the "
                         f"config gives {audio_dim}")
