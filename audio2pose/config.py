@@ -37,6 +37,8 @@ class SamplingConfig:
     cfg_scale: float = 2.0  # classifier-free guidance scale (1: off)
     eta: float = 0.0  # DDIM eta (0: deterministic given the initial noise)
     savgol: int = 7  # Savitzky-Golay window (frames, odd) on the output, as CSG does; 0: off
+    one_euro: bool = False  # per-region One-Euro filter after it (csg.smoothing.REGION_CUTOFFS)
+    ease_in: int = 0  # frames over which the output eases out of the reference (0: off)
 
 
 @dataclass(frozen=True)

@@ -170,9 +170,20 @@ class Audio2PosePipeline:
         scores = out.scores[0].float().cpu().numpy()
         scores = np.where(ref_kp[None, :, 2] > RELIABLE, scores, 0.0)  # absent in ref: absent
         xy[0], scores[0] = ref_kp[:, :2], ref_kp[:, 2]
+        if s.one_euro or s.ease_in > 0:  # low-latency jitter filter; start out of the reference
+            from csg.smoothing import ease_from, one_euro_regions
+
+            if s.one_euro:
+                xy = one_euro_regions(xy, self.fps).astype(np.float32)
+            if s.ease_in > 0:
+                xy = ease_from(xy, ref_kp[:, :2], s.ease_in).astype(np.float32)
         kps = np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float32)
         meta: dict[str, Any] = {"model": self.name, "steps": steps, "cfg": cfg_scale,
                                 "smooth": s.savgol, "generator": "audio2pose"}
+        if s.one_euro:
+            meta["one_euro"] = True
+        if s.ease_in > 0:
+            meta["ease_in"] = s.ease_in
         if seed is not None:
             meta["seed"] = int(seed)
         return PoseSequence(kps, fps=self.fps, width=ref.width, height=ref.height,

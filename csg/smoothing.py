@@ -90,3 +90,17 @@ def one_euro_regions(xy: np.ndarray, fps: float, *, scale: float | None = None,
             idx = K.indices(*groups)
             out[:, idx] = one_euro(xy[:, idx], fps, cutoffs[name], scale=scale)
     return out
+
+
+def ease_from(xy: np.ndarray, ref_xy: np.ndarray, frames: int) -> np.ndarray:
+    """Start exactly at the reference and ease out of it: for t < ``frames``,
+    ``out[t] = ref + e(t) (xy[t] - ref)`` with the cosine ease ``e(t) = (1 - cos(pi t / frames)) / 2``
+    (0 at t = 0, zero slope there, 1 from t = frames on). xy: (T, J, 2); ref_xy: (J, 2).
+    ``frames`` <= 1 returns a copy with only frame 0 set to the reference."""
+    xy = np.array(xy, np.float64, copy=True)
+    ref = np.asarray(ref_xy, np.float64)
+    n = min(max(int(frames), 1), xy.shape[0])
+    e = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / max(int(frames), 1))
+    xy[:n] = ref[None] + e[:, None, None] * (xy[:n] - ref[None])
+    return xy
+

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from csg import keypoints as K
-from csg.smoothing import OneEuro, one_euro, one_euro_regions
+from csg.smoothing import OneEuro, ease_from, one_euro, one_euro_regions
 
 
 def test_constant_passes_unchanged_and_first_frame_is_kept():
@@ -51,3 +51,38 @@ def test_regions_use_their_own_cutoffs():
     np.testing.assert_array_equal(out[:, K.HANDS], xy[:, K.HANDS])  # no "hands" entry: untouched
     with pytest.raises(ValueError):
         one_euro_regions(xy[:, :17], 25.0)
+
+
+def test_ease_from_starts_at_the_reference_and_joins_the_motion():
+    xy = np.ones((12, 3, 2)) * 10.0
+    ref = np.zeros((3, 2))
+    out = ease_from(xy, ref, 6)
+    assert np.array_equal(out[0], ref) and np.array_equal(out[6:], xy[6:])
+    steps = np.diff(out[:, 0, 0])
+    assert np.all(steps >= 0) and steps.max() <= 10 * np.pi / 12 + 1e-9  # max slope of the ease
+    assert steps[0] < steps[2]                                          # slow out of the reference
+
+
+def test_pipeline_filter_and_ease_in_settings():
+    """SamplingConfig.one_euro / ease_in: frame 0 stays the reference, the first steps shrink,
+    and the defaults (off) leave the output exactly as before."""
+    from dataclasses import replace
+
+    import torch
+
+    from csg.pose import PoseSequence
+    from tests.helpers import make_reference_keypoints
+    from tests.test_audio2pose_model import speech, tiny_audio2pose
+
+    ref = PoseSequence(make_reference_keypoints()[None], 25.0, 640, 480)
+    pipe = tiny_audio2pose()
+    wav = speech(1.0)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = pipe(wav, 16000, ref, generator=gen(), progress=False)
+    pipe.sampling = replace(pipe.sampling, one_euro=True, ease_in=6)
+    eased = pipe(wav, 16000, ref, generator=gen(), progress=False)
+    assert np.array_equal(eased.keypoints[0], plain.keypoints[0])
+    assert np.array_equal(eased.scores, plain.scores)
+    step = lambda p: np.linalg.norm(np.diff(p.xy[:3], axis=0), axis=-1).mean()  # noqa: E731
+    assert step(eased) < step(plain)
+    assert eased.meta["ease_in"] == 6 and "ease_in" not in plain.meta
