@@ -16,8 +16,8 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default
 @dataclass(frozen=True)
 class Stage1Config:
     checkpoint: str | None = None  # audio2pose pipeline folder or hub id; None = embedded default
-    steps: int = 25  # DDIM steps
-    cfg_scale: float = 2.0  # classifier-free guidance scale on audio
+    steps: int | None = None  # DDIM steps (None: the checkpoint's own, 25 for the default)
+    cfg_scale: float | None = None  # CFG scale on audio (None: the checkpoint's, 2.0; 1 = off)
     guidance: str = "none"  # PCE sync guidance: none | sg | dg
     lambda_nonface: float = 1.0  # PAHA lambda_nf
     lambda_face: float = 0.1  # PAHA lambda_f
@@ -64,8 +64,10 @@ def validate_run_config(cfg: RunConfig, *, check_device: bool = True) -> RunConf
     if check_device:
         V.device(cfg.device, "device")
     s1 = cfg.stage1
-    V.steps(s1.steps, "stage1.steps")
-    V.cfg_scale(s1.cfg_scale, "stage1.cfg_scale")
+    if s1.steps is not None:
+        V.steps(s1.steps, "stage1.steps")
+    if s1.cfg_scale is not None:
+        V.cfg_scale(s1.cfg_scale, "stage1.cfg_scale")
     for name in ("lambda_nonface", "lambda_face", "lambda_diff"):
         V.guidance_weight(getattr(s1, name), f"stage1.{name}")
     V.fraction(s1.guided_fraction, "stage1.guided_fraction")
