@@ -1,15 +1,27 @@
-"""The ``Renderer`` protocol and the renderer registry.
+"""The ``Renderer`` protocol (v2, /work/notes/PROTOCOL_V2.md) and the renderer registry.
 
-A renderer turns a reference photo and a skeleton sequence into video frames. It streams: ``render``
-is a generator of *windows*, each a ``(n, H, W, 3)`` uint8 array with ``1 <= n <= window``; the
-windows concatenated in order are exactly ``len(poses)`` frames. Memory therefore stays bounded for
-any sequence length, and the caller (``csg render``, the pipeline) writes each window as it comes.
+A renderer turns a reference photo and a skeleton sequence into video frames, in two calls:
 
-Renderers are registered by name with a *factory*; the factory imports heavy dependencies (torch,
-diffusers, mediapipe) inside itself, so importing this module costs nothing::
+- ``state = r.prepare(ref_image, ref_pose)`` once per photo: validates and builds everything
+  photo-specific (warp: the rig, masks, fills; a video model: the encoded reference);
+- ``r.render(state, poses, *, audio, generator, callback, progress, chunk)`` as often as needed:
+  a generator of ``(n, H, W, 3)`` uint8 arrays, ``1 <= n <= chunk``, that concatenate to exactly
+  ``len(poses)`` frames. ``chunk`` is only the streaming granularity; the model's own temporal
+  ``window`` and ``overlap`` (attributes) are independent of it. A frame range is rendered by
+  passing ``poses.slice(a, b)`` (and the matching audio).
 
-    r = get_renderer("warp", window=16)
-    for frames in r.render(photo, poses, ref_pose=ref):
+Audio, when given, is (N,) float32 mono at :data:`AUDIO_RATE` (``csg.audio.SAMPLE_RATE``, 16 kHz),
+aligned so pose frame 0 starts at sample 0. Factories receive ``device`` and ``dtype`` keywords
+(``get_renderer(name, device="cuda", dtype="float16", **options)``); a renderer that does not use
+them ignores them.
+
+This module holds the protocol, the registry mechanism and helpers; it imports no renderer.
+The built-in renderers are registered by :mod:`pose2video.registry` (imported by the package), with
+factories that import heavy dependencies (torch, diffusers, mediapipe) only when called::
+
+    r = get_renderer("warp")
+    state = r.prepare(photo, ref_pose)
+    for frames in r.render(state, poses, chunk=16):
         ...
 """
 from __future__ import annotations
@@ -20,13 +32,15 @@ from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
+from csg.audio import SAMPLE_RATE as AUDIO_RATE
 from csg.errors import ConfigError, InputError
 from csg.pose import PoseSequence
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
-"""``callback(frames_done, frames_total)``, called after each window."""
+"""``callback(frames_done, frames_total)``, called after each yielded chunk."""
+DEFAULT_CHUNK = 16
 
 
 class UnknownRendererError(ConfigError, ValueError):
@@ -43,26 +57,32 @@ class CanvasMismatchError(InputError):
 
 @runtime_checkable
 class Renderer(Protocol):
-    """Reference photo + skeleton sequence -> frames, window by window.
+    """Reference photo + skeleton sequence -> frames (protocol v2, module doc).
 
     Attributes:
         name: the registry name (e.g. ``"warp"``).
         needs: what it needs beyond this package, in words (``"nothing"``, ``"ControlNet weights"``).
+        window: the model's temporal window (frames it processes together; 1 for warp-like).
+        overlap: frames carried between model windows (0 when windows are independent).
     """
 
     name: str
     needs: str
+    window: int
+    overlap: int
 
-    def render(self, ref_image: np.ndarray, poses: PoseSequence, *,
-               ref_pose: PoseSequence | None = None, audio: np.ndarray | None = None,
+    def prepare(self, ref_image: np.ndarray, ref_pose: PoseSequence | None = None) -> Any:
+        """Once per photo. ref_image (H, W, 3) uint8 RGB; ref_pose (T=1) on the same canvas,
+        extracted (csg.extract) when None. Returns the renderer's own state object."""
+        ...
+
+    def render(self, state: Any, poses: PoseSequence, *, audio: np.ndarray | None = None,
                generator: Any = None, callback: ProgressCallback | None = None,
-               progress: bool = True) -> Iterator[np.ndarray]:
-        """Yield ``(n, H, W, 3)`` uint8 windows; together ``len(poses)`` frames at ``poses.fps``.
+               progress: bool = True, chunk: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
+        """Yield (n, H, W, 3) uint8 arrays, 1 <= n <= chunk, ``len(poses)`` frames in all.
 
-        ref_image: (H, W, 3) uint8 RGB, H == poses.height and W == poses.width.
-        ref_pose: the photo's own skeleton (T=1) on the same canvas; extracted when None.
-        audio: (N,) float32 at 16 kHz, for renderers that condition on it (optional).
-        generator: a ``torch.Generator`` / ``numpy.random.Generator`` for stochastic renderers.
+        audio: (N,) float32 at :data:`AUDIO_RATE`; generator: a ``torch.Generator`` for
+        stochastic renderers; callback(done, total) after each chunk.
         """
         ...
 
@@ -80,7 +100,8 @@ _REGISTRY: dict[str, RendererSpec] = {}
 
 def register_renderer(name: str, factory: Callable[..., Renderer], needs: str,
                       description: str) -> None:
-    """Register ``factory(**cfg) -> Renderer`` under ``name`` (re-registering replaces it)."""
+    """Register ``factory(*, device="cpu", dtype=None, **options) -> Renderer`` under ``name``
+    (re-registering replaces it)."""
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"renderer name {name!r} must be alphanumeric (with - or _)")
     _REGISTRY[name] = RendererSpec(name, factory, needs, description)
@@ -92,17 +113,32 @@ def available_renderers() -> list[tuple[str, str, str]]:
                                                               key=lambda s: s.name)]
 
 
-def get_renderer(name: str, **cfg: Any) -> Renderer:
-    """Build the renderer registered as ``name`` with keyword options ``cfg``.
+def get_renderer(name: str, *, device: str | None = None, dtype: str | None = None,
+                 **options: Any) -> Renderer:
+    """Build the renderer registered as ``name``: ``factory(device=, dtype=, **options)``.
 
-    Raises :class:`UnknownRendererError` (a ``ValueError``) listing the available names.
+    ``device`` / ``dtype`` are passed only when given (a factory's own default, e.g. "cpu",
+    applies otherwise). Raises :class:`UnknownRendererError` (a ``ValueError``) listing the
+    available names; unknown options raise :class:`csg.errors.ConfigError` from the factory
+    (see :func:`config_from_options`).
     """
     spec = _REGISTRY.get(name)
     if spec is None:
         names = ", ".join(n for n, _, _ in available_renderers()) or "(none)"
         raise UnknownRendererError(f"renderer {name!r} is not registered; available: {names} "
                                    "(see `csg renderers`)")
-    return spec.factory(**cfg)
+    kw = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+    return spec.factory(**kw, **options)
+
+
+def config_from_options(cls: type, options: dict[str, Any]) -> Any:
+    """A renderer's config dataclass from keyword options (strict: an unknown key is a one-line
+    :class:`csg.errors.ConfigError`), or ``options={"config": instance}`` passed through."""
+    from csg.config import from_dict
+
+    if isinstance(options.get("config"), cls) and len(options) == 1:
+        return options["config"]
+    return from_dict(cls, options, f"renderer options ({cls.__name__})")
 
 
 # --- helpers shared by renderers -----------------------------------------------------------------
@@ -127,11 +163,54 @@ def check_inputs(ref_image: np.ndarray, poses: PoseSequence,
                 "`csg render --retarget`")
 
 
+def check_canvas(poses: PoseSequence, size_hw: tuple[int, int]) -> None:
+    """render()'s check: ``poses`` is non-empty and on the prepared photo's (H, W) canvas."""
+    if len(poses) == 0:
+        raise InputError("pose: the sequence has no frames")
+    h, w = size_hw
+    if (poses.height, poses.width) != (h, w):
+        raise CanvasMismatchError(
+            f"pose: canvas is {poses.width}x{poses.height} (width x height) but the reference photo "
+            f"is {w}x{h}; generate the skeleton for this photo, or fit it onto the photo with "
+            "`csg render --retarget`")
+
+
+def check_audio(audio: np.ndarray | None) -> np.ndarray | None:
+    """``audio`` as (N,) float32 (the protocol's :data:`AUDIO_RATE` mono), or None."""
+    if audio is None:
+        return None
+    a = np.asarray(audio, np.float32)
+    if a.ndim != 1:
+        raise InputError(f"audio: expected (N,) mono samples at {AUDIO_RATE} Hz, got shape "
+                         f"{a.shape}")
+    return a
+
+
 def window_bounds(num_frames: int, window: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``range(num_frames)`` in chunks of at most ``window``."""
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    return [(a, min(a + window, num_frames)) for a in range(0, num_frames, window)]
+    """``[(start, stop), ...]`` covering ``range(num_frames)`` in chunks of at most ``window``
+    (:func:`csg.diffusion.windows.chunk_bounds`)."""
+    from csg.diffusion.windows import chunk_bounds
+
+    return chunk_bounds(num_frames, window)
+
+
+def rechunk(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of (n_i, H, W, 3) arrays into arrays of exactly ``chunk`` frames (the last
+    one shorter): the streaming chunk, independent of how a model produced its windows."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    buf: list[np.ndarray] = []
+    n = 0
+    for b in blocks:
+        buf.append(b)
+        n += len(b)
+        while n >= chunk:
+            cat = np.concatenate(buf) if len(buf) > 1 else buf[0]
+            yield cat[:chunk]
+            rest = cat[chunk:]
+            buf, n = ([rest] if len(rest) else []), len(rest)
+    if n:
+        yield np.concatenate(buf) if len(buf) > 1 else buf[0]
 
 
 def reference_pose_for(ref_image: np.ndarray, ref_pose: PoseSequence | None) -> PoseSequence:
@@ -164,34 +243,3 @@ class ProgressBar:
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-# --- built-in registrations (factories import lazily) ---------------------------------------------
-def _warp_factory(**cfg: Any) -> Renderer:
-    from .warp import WarpConfig, WarpRenderer
-
-    return WarpRenderer(_config(WarpConfig, cfg))
-
-
-def _diffusers_factory(**cfg: Any) -> Renderer:
-    from .diffusers_renderer import DiffusersConfig, DiffusersRenderer
-
-    components = cfg.pop("components", None)
-    return DiffusersRenderer(_config(DiffusersConfig, cfg), components=components)
-
-
-def _config(cls: type, cfg: dict[str, Any] | Any) -> Any:
-    """A config dataclass from keyword options (strict), or pass an instance through."""
-    from csg.config import from_dict
-
-    if isinstance(cfg.get("config"), cls) and len(cfg) == 1:
-        return cfg["config"]
-    return from_dict(cls, cfg, f"renderer options ({cls.__name__})")
-
-
-register_renderer("warp", _warp_factory, needs="nothing",
-                  description="Weight-free mesh warp of the photo (CPU, real time); the default.")
-register_renderer("diffusers", _diffusers_factory,
-                  needs="Stable Diffusion + ControlNet-openpose weights (AnimateDiff, IP-Adapter "
-                        "optional)",
-                  description="diffusers ControlNet / AnimateDiff adapter, optionally refining warp.")

@@ -13,6 +13,12 @@ rendered one by one with the same noise seed, which limits flicker.
 
 Weights are local folders or hub ids; nothing is downloaded unless ``allow_download: true``. A
 missing model raises :class:`csg.errors.WeightsNotFoundError` naming the field and the fix.
+
+Protocol v2 (:mod:`pose2video.base`): :meth:`DiffusersRenderer.prepare` loads the pipeline and,
+with ``init: warp``, prepares the warp renderer's rig once per photo; :meth:`render` runs the model
+window by window (``window`` frames per AnimateDiff call, 1 frame at a time otherwise) and streams
+chunks of ``chunk`` frames. ``device`` / ``dtype`` come from the factory keywords (the run's
+device, ``--device``); dtype None is float16 on CUDA, float32 elsewhere.
 """
 from __future__ import annotations
 
@@ -25,11 +31,13 @@ import numpy as np
 from csg.errors import ConfigError, WeightsNotFoundError
 from csg.pose import PoseSequence
 
-from .base import ProgressBar, ProgressCallback, check_inputs, reference_pose_for, window_bounds
+from .base import (DEFAULT_CHUNK, ProgressBar, ProgressCallback, check_audio, check_canvas,
+                   check_inputs, config_from_options, rechunk, reference_pose_for, window_bounds)
 
 log = logging.getLogger(__name__)
 
 INITS = ("warp", "noise")
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,7 @@ class DiffusersConfig:
     guidance_scale: float = 5.0  # classifier-free guidance weight
     controlnet_scale: float = 1.0
     resolution: int = 512  # long side the diffusion runs at (multiple of 64); resized back
-    window: int = 8  # frames per yielded window (and per AnimateDiff call)
-    device: str = "cpu"  # "cuda", "cuda:1", "mps", ...
-    dtype: str = "float32"  # "float16" on GPUs
+    window: int = 8  # frames per AnimateDiff call (the model's temporal window)
     allow_download: bool = False  # let from_pretrained reach the hub
     warp: dict | None = None  # options of the warp renderer used for init=warp
 
@@ -67,6 +73,19 @@ class DiffusersConfig:
             raise ConfigError("diffusers config: resolution >= 8, steps >= 1 and window >= 1")
 
 
+@dataclass
+class DiffusersState:
+    """What :meth:`DiffusersRenderer.prepare` builds once per photo."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    ref_pose: PoseSequence | None  # the photo's skeleton (needed for init=warp)
+    warp: Any = None  # (WarpRenderer, WarpState) for init=warp
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return self.image.shape[:2]
+
+
 def render_size(size_hw: tuple[int, int], resolution: int, multiple: int = 8) -> tuple[int, int]:
     """(h, w) with the long side ``resolution``, the aspect kept, both multiples of ``multiple``."""
     h, w = size_hw
@@ -75,14 +94,14 @@ def render_size(size_hw: tuple[int, int], resolution: int, multiple: int = 8) ->
             max(multiple, int(round(w * f / multiple)) * multiple))
 
 
-def _from_pretrained(cls: Any, path_or_id: str, field: str, cfg: DiffusersConfig,
+def _from_pretrained(cls: Any, path_or_id: str, field: str, cfg: DiffusersConfig, dtype: str,
                      **kwargs: Any) -> Any:
     """``cls.from_pretrained`` offline unless allowed; missing weights -> WeightsNotFoundError."""
     import torch
 
     try:
         return cls.from_pretrained(path_or_id, local_files_only=not cfg.allow_download,
-                                   torch_dtype=getattr(torch, cfg.dtype), **kwargs)
+                                   torch_dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError, EnvironmentError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsNotFoundError(
@@ -98,12 +117,21 @@ class DiffusersRenderer:
 
     name = "diffusers"
     needs = "ControlNet weights"
+    overlap = 0  # windows are rendered independently (same seed each)
 
     def __init__(self, config: DiffusersConfig | None = None, *,
-                 components: dict[str, Any] | None = None) -> None:
+                 components: dict[str, Any] | None = None, device: str | None = None,
+                 dtype: str | None = None) -> None:
         self.config = config or DiffusersConfig()
         self._components = components
         self._pipe: Any = None
+        self.device = device or "cpu"
+        self.dtype = dtype or ("float16" if str(self.device).startswith("cuda") else "float32")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"diffusers renderer: dtype must be one of {', '.join(DTYPES)}, "
+                              f"got {self.dtype!r}")
+        video = self.config.motion_adapter is not None or "motion_adapter" in (components or {})
+        self.window = self.config.window if video else 1
 
     # --- loading ---------------------------------------------------------------------------------
     def pipeline(self) -> Any:
@@ -131,10 +159,10 @@ class DiffusersRenderer:
         cls = self._pipeline_class(video)
         if "controlnet" not in comps:
             comps["controlnet"] = _from_pretrained(ControlNetModel, cfg.controlnet, "controlnet",
-                                                   cfg)
+                                                   cfg, self.dtype)
         if video and "motion_adapter" not in comps:
             comps["motion_adapter"] = _from_pretrained(MotionAdapter, cfg.motion_adapter,
-                                                       "motion_adapter", cfg)
+                                                       "motion_adapter", cfg, self.dtype)
         extra = {} if video else {"safety_checker": None, "feature_extractor": None,
                                   "requires_safety_checker": False}
         if self._components is not None and "unet" in comps:
@@ -143,7 +171,8 @@ class DiffusersRenderer:
                 comps.setdefault("image_encoder", None)
             pipe = cls(**comps, **extra)
         else:
-            pipe = _from_pretrained(cls, cfg.base_model, "base_model", cfg, **comps, **extra)
+            pipe = _from_pretrained(cls, cfg.base_model, "base_model", cfg, self.dtype, **comps,
+                                    **extra)
         if cfg.ip_adapter:
             try:
                 pipe.load_ip_adapter(cfg.ip_adapter, subfolder=cfg.ip_adapter_subfolder,
@@ -156,46 +185,69 @@ class DiffusersRenderer:
                     f"locally ({str(e).splitlines()[0][:120]}); download it or set ip_adapter: "
                     "null") from None
             pipe.set_ip_adapter_scale(cfg.ip_adapter_scale)
-        pipe = pipe.to(torch.device(cfg.device))
+        pipe = pipe.to(torch.device(self.device))
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    # --- rendering -------------------------------------------------------------------------------
-    def render(self, ref_image: np.ndarray, poses: PoseSequence, *,
-               ref_pose: PoseSequence | None = None, audio: np.ndarray | None = None,
-               generator: Any = None, callback: ProgressCallback | None = None,
-               progress: bool = True) -> Iterator[np.ndarray]:
-        """Yield (n, H, W, 3) uint8 windows (see :class:`pose2video.base.Renderer`).
+    # --- rendering (protocol v2) -----------------------------------------------------------------
+    def prepare(self, ref_image: np.ndarray, ref_pose: PoseSequence | None = None) -> DiffusersState:
+        """Once per photo: validate, load the pipeline, and with ``init: warp`` extract the
+        skeleton (when None) and build the warp renderer's rig."""
+        img = np.asarray(ref_image)
+        _check_image(img)
+        if ref_pose is not None:
+            check_inputs(img, ref_pose)
+        self.pipeline()
+        warp = None
+        if self.config.init == "warp":
+            from .warp import WarpConfig, WarpRenderer
 
-        generator: a ``torch.Generator``; one seed is drawn from it and reused for every frame
-        (same noise each frame: steadier video). None: seed 0.
-        """
+            ref_pose = reference_pose_for(img, ref_pose)
+            w = WarpRenderer(config_from_options(WarpConfig, dict(self.config.warp or {})))
+            warp = (w, w.prepare(img, ref_pose))
+        return DiffusersState(img, ref_pose, warp)
+
+    def render(self, state: DiffusersState, poses: PoseSequence, *,
+               audio: np.ndarray | None = None, generator: Any = None,
+               callback: ProgressCallback | None = None, progress: bool = True,
+               chunk: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
+        """Yield (n, H, W, 3) uint8 chunks of at most ``chunk`` frames (:class:`~pose2video.base.
+        Renderer`). audio: accepted and unused. generator: a ``torch.Generator``; one seed is drawn
+        from it and reused for every model window (same noise each window: steadier video); None:
+        seed 0."""
+        if not isinstance(state, DiffusersState):
+            raise TypeError("render(state, poses): state comes from prepare(ref_image, ref_pose)")
+        check_canvas(poses, state.size_hw)
+        check_audio(audio)
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        return self._stream(state, poses, generator, callback, progress, chunk)
+
+    def _stream(self, state, poses, generator, callback, progress, chunk):
         import torch
 
-        check_inputs(ref_image, poses, ref_pose)
-        cfg = self.config
         pipe = self.pipeline()
         seed = 0 if generator is None else int(torch.randint(0, 2**31 - 1, (1,),
                                                              generator=generator))
-        warp_frames = None
-        drive = poses
-        if cfg.init == "warp":
-            from .warp import WarpConfig, WarpRenderer
-            from csg.config import from_dict
+        drive, warp_frames = poses, None
+        if state.warp is not None:
+            w, wstate = state.warp
+            drive = w.driving_poses(poses, wstate.ref_pose)
+            warp_frames = w.render(wstate, poses, progress=False, chunk=self.window)
+        size = render_size(state.size_hw, self.config.resolution)
 
-            ref_pose = reference_pose_for(ref_image, ref_pose)
-            warp = WarpRenderer(from_dict(WarpConfig, dict(cfg.warp or {}, window=cfg.window),
-                                          "diffusers.warp"))
-            drive = warp.driving_poses(poses, ref_pose)
-            warp_frames = warp.render(ref_image, poses, ref_pose=ref_pose, progress=False)
-        size = render_size(ref_image.shape[:2], cfg.resolution)
-        with ProgressBar(len(poses), progress, "diffusers") as bar:
-            for a, b in window_bounds(len(poses), cfg.window):
+        def windows():
+            for a, b in window_bounds(len(poses), self.window):
                 init = next(warp_frames) if warp_frames is not None else None
-                frames = self._window(pipe, ref_image, drive.keypoints[a:b], init, size, seed)
-                bar.update(b - a)
+                yield self._window(pipe, state.image, drive.keypoints[a:b], init, size, seed)
+
+        done = 0
+        with ProgressBar(len(poses), progress, "diffusers") as bar:
+            for frames in rechunk(windows(), chunk):
+                done += len(frames)
+                bar.update(len(frames))
                 if callback is not None:
-                    callback(b, len(poses))
+                    callback(done, len(poses))
                 yield frames
 
     def _window(self, pipe: Any, ref_image: np.ndarray, kps: np.ndarray,
@@ -224,7 +276,7 @@ class DiffusersRenderer:
                                       height=sh, width=sw, output_type="np")
         if cfg.ip_adapter:
             common["ip_adapter_image"] = pil(ref_image)
-        dev = torch.device(cfg.device)
+        dev = torch.device(self.device)
         # a fresh scheduler per call: img2img leaves a begin index behind that changes the next run
         pipe.scheduler = pipe.scheduler.from_config(pipe.scheduler.config)
         if hasattr(pipe, "motion_adapter"):
@@ -249,3 +301,20 @@ class DiffusersRenderer:
         if out.shape[1:3] != (h, w):
             out = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC) for f in out])
         return out
+
+
+def _check_image(img: np.ndarray) -> None:
+    from csg.errors import InputError
+
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise InputError(f"reference image: expected (H, W, 3) uint8 RGB, got {img.shape} "
+                         f"{img.dtype}")
+
+
+def diffusers_factory(*, device: str | None = None, dtype: str | None = None,
+                      components: dict[str, Any] | None = None,
+                      **options: Any) -> DiffusersRenderer:
+    """Registry factory (protocol v2): ``options`` are :class:`DiffusersConfig` fields (strict);
+    ``components`` (tiny or preloaded diffusers modules) replace loading from the hub / folders."""
+    return DiffusersRenderer(config_from_options(DiffusersConfig, options), components=components,
+                             device=device, dtype=dtype)
