@@ -148,6 +148,24 @@ def test_engine_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+def test_unreachable_ray_cluster_is_one_line(tmp_path, monkeypatch):
+    """ray.init's ConnectionError (no cluster at --address) becomes one CsgError line."""
+    import types
+
+    from csg.data.engines import run_jobs
+    from csg.errors import CsgError
+
+    def init(address=None, **kw):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}.\nmore detail")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(CsgError) as e:
+        list(run_jobs(pow, [(2, 2)], engine="ray", address="10.0.0.9:6379", progress=False))
+    msg = str(e.value)
+    assert "\n" not in msg and "10.0.0.9:6379" in msg and "ray start --head" in msg
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path

@@ -50,6 +50,11 @@ def check_engine(engine: str, workers: int, address: str | None) -> None:
         require_ray()
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def _threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
@@ -124,7 +129,13 @@ def _run_ray(fn, args, workers, address, bar, num_gpus):
         kwargs = dict(include_dashboard=False, log_to_driver=True)
         if address is None and not os.environ.get("RAY_ADDRESS"):
             kwargs["num_cpus"] = workers  # a local Ray for this run: --workers CPUs
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as e:
+            where = address or os.environ.get("RAY_ADDRESS")
+            raise CsgError(f"cannot reach the Ray cluster at {where} ({_first_line(e)}); start it "
+                           "with `ray start --head` and pass --address auto or the address it "
+                           "prints") from None
         started = True
     try:
         task = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(fn)
