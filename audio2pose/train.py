@@ -271,11 +271,7 @@ def _latest(ckdir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def main(argv: list[str] | None = None) -> None:  # pragma: no cover - for `accelerate launch -m`
-    from .cli import train as train_cmd
+if __name__ == "__main__":  # pragma: no cover - `accelerate launch -m audio2pose.train ...`
+    from audio2pose.cli import train as _train_cmd
 
-    train_cmd.main(args=argv, standalone_mode=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+    _train_cmd.main(standalone_mode=True)
