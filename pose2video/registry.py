@@ -18,6 +18,12 @@ def _warp(*, device: str = "cpu", dtype: str | None = None, **options: Any) -> R
     return warp_factory(device=device, dtype=dtype, **options)
 
 
+def _vdm(*, device: str = "cpu", dtype: str | None = None, **options: Any) -> Renderer:
+    from .vdm.renderer import vdm_factory
+
+    return vdm_factory(device=device, dtype=dtype, **options)
+
+
 def _diffusers(*, device: str = "cpu", dtype: str | None = None, **options: Any) -> Renderer:
     from .diffusers_renderer import diffusers_factory
 
@@ -30,3 +36,5 @@ register_renderer("diffusers", _diffusers,
                   needs="Stable Diffusion + ControlNet-openpose weights (AnimateDiff, IP-Adapter "
                         "optional)",
                   description="diffusers ControlNet / AnimateDiff adapter, optionally refining warp.")
+register_renderer("vdm", _vdm, needs="nothing (embedded checkpoint; slow on CPU)",
+                  description="Native pose-guided latent video diffusion (UniVDM + PAR).")

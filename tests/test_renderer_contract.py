@@ -22,6 +22,10 @@ def _options(name: str, tmp_path) -> dict:
         from tests.test_diffusers_renderer import tiny_options
 
         return tiny_options(tmp_path, strength=0.5)
+    if name == "vdm":
+        from tests.test_vdm import tiny_options as tiny_vdm_options
+
+        return tiny_vdm_options()
     raise AssertionError(f"renderer {name!r} has no test options: add them to this suite")
 
 
