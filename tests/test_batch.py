@@ -150,7 +150,7 @@ def test_ray_matches_local(job, tmp_path, capsys, monkeypatch):
     d, common = job
     m = write_manifest(d / "m4.jsonl", rows3())
     rc1, _, _ = batch(capsys, m, "--out", tmp_path / "one", "--quiet", *common)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         rc2, out2, err2 = batch(capsys, m, "--out", tmp_path / "ray", "--engine", "ray",
                                 "--quiet", *common)

@@ -231,7 +231,7 @@ def test_killed_local_run_resumes(videos, reference, tmp_path):
 @pytest.fixture
 def local_ray():
     ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'csg[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

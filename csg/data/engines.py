@@ -128,7 +128,9 @@ def _run_ray(fn, args, workers, address, bar, num_gpus):
     if not ray.is_initialized():
         kwargs = dict(include_dashboard=False, log_to_driver=True)
         if address is None and not os.environ.get("RAY_ADDRESS"):
-            kwargs["num_cpus"] = workers  # a local Ray for this run: --workers CPUs
+            # a new local Ray for this run with --workers CPUs ("local": not a cluster that
+            # `ray start` once left on this machine, whose address file may be stale)
+            address, kwargs["num_cpus"] = "local", workers
         try:
             ray.init(address=address, **kwargs)
         except ConnectionError as e:
