@@ -4,7 +4,9 @@ A variant is ``name=SPEC``. SPEC is ``gt`` (the ground truth itself: the referen
 (the rule-based baseline, :func:`csg.data.synth_motion.rule_based_poses`), or comma-separated
 ``key:value`` options for the learned model (``audio2pose.Audio2PosePipeline``, loaded once per
 variant), e.g. ``guidance:sg``, ``checkpoint:runs/a2p,guidance:dg,steps:20,cfg:2.0``. Keys:
-checkpoint, steps, cfg, guidance (none|sg|dg), guidance_checkpoint, device, seed.
+checkpoint, steps, cfg, guidance (none|sg|dg), guidance_checkpoint, device, seed, and the PCE
+settings of :class:`csg.diffusion.guidance.GuidanceConfig` (lambda_nonface, lambda_face,
+lambda_diff, guided_fraction, dg_form), e.g. ``dg=guidance:dg,lambda_diff:0.5``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ logger = logging.getLogger(__name__)
 PoseGenerator = Callable[..., np.ndarray]
 """``fn(wav (N,), sr, fps, ref (133, 3), *, width, height, seed) -> (T, 133, 3)`` keypoints."""
 
-_NUMERIC = {"steps": int, "cfg": float, "seed": int}
+_NUMERIC = {"steps": int, "cfg": float, "seed": int, "lambda_nonface": float, "lambda_face": float,
+            "lambda_diff": float, "guided_fraction": float}
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,9 @@ def make_generator(opts: dict[str, Any]) -> PoseGenerator | None:
     return _model_generator({k: v for k, v in opts.items() if k != "kind"})
 
 
-_MODEL_KEYS = ("checkpoint", "steps", "cfg", "guidance", "guidance_checkpoint", "device")
+_GUIDANCE_KEYS = ("lambda_nonface", "lambda_face", "lambda_diff", "guided_fraction", "dg_form")
+_MODEL_KEYS = ("checkpoint", "steps", "cfg", "guidance", "guidance_checkpoint", "device"
+               ) + _GUIDANCE_KEYS
 
 
 def _model_generator(kw: dict[str, Any]) -> PoseGenerator:
@@ -83,8 +88,16 @@ def _model_generator(kw: dict[str, Any]) -> PoseGenerator:
     if unknown:
         raise InputError(f"variant option(s) {', '.join(unknown)} unknown; use "
                          f"{', '.join(_MODEL_KEYS)}, seed")
-    if kw.get("guidance", "none") not in ("none", "sg", "dg"):
-        raise InputError(f"variant guidance must be none, sg or dg, got {kw['guidance']!r}")
+    from csg.diffusion.guidance import MODES, GuidanceConfig
+
+    if kw.get("guidance", "none") not in MODES:
+        raise InputError(f"variant guidance must be one of {', '.join(MODES)}, got "
+                         f"{kw['guidance']!r}")
+    try:
+        gcfg = GuidanceConfig(mode=kw.get("guidance", "none"),
+                              **{k: kw[k] for k in _GUIDANCE_KEYS if k in kw})
+    except ValueError as e:
+        raise InputError(f"variant guidance settings: {e}") from None
     state: dict[str, Any] = {}
 
     def model(wav, sr, fps, ref, *, width, height, seed):
@@ -101,11 +114,11 @@ def _model_generator(kw: dict[str, Any]) -> PoseGenerator:
             state["pipe"] = Audio2PosePipeline.from_pretrained(kw.get("checkpoint"),
                                                               device=kw.get("device", "cpu"))
             state["guide"] = None
-            if kw.get("guidance", "none") != "none":
+            if gcfg.mode != "none":
                 from audio2pose.classifier import load_guide
 
-                state["guide"] = load_guide(kw["guidance"], kw.get("guidance_checkpoint",
-                                                                   kw.get("checkpoint")),
+                state["guide"] = load_guide(gcfg, kw.get("guidance_checkpoint",
+                                                         kw.get("checkpoint")),
                                             device=kw.get("device", "cpu"))
         s = int(kw.get("seed", seed))
         rp = PoseSequence(np.asarray(ref)[None], fps=fps, width=width, height=height)

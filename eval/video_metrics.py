@@ -55,14 +55,20 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(m.mean())
 
 
-def keypoint_bbox(kp: np.ndarray, size_hw: tuple[int, int], *, group: slice | None = None,
-                  margin: float = 0.1, score_threshold: float = 0.3) -> tuple[int, int, int, int] | None:
+def keypoint_bbox(kp: np.ndarray, size_hw: tuple[int, int], *, region: str | None = None,
+                  group: slice | None = None, margin: float = 0.1,
+                  score_threshold: float = 0.3) -> tuple[int, int, int, int] | None:
     """(y0, x0, y1, x1) box around confident keypoints, grown by ``margin`` × its size each side.
 
-    kp: (133, 3) or (T, 133, 3) (the union over frames). Clipped to the (H, W) canvas; None when no
-    point is confident.
+    kp: (133, 3) or (T, 133, 3) (the union over frames). region: a :mod:`csg.regions` name
+    ("face", "hands", ...; default all points); group: a raw index slice (older callers).
+    Clipped to the (H, W) canvas; None when no point is confident.
     """
     k = np.asarray(kp, np.float64).reshape(-1, K.NUM_KEYPOINTS, 3)
+    if region is not None:
+        from csg.regions import keypoint_mask
+
+        k = k[:, keypoint_mask(region)]
     if group is not None:
         k = k[:, group]
     pts = k[..., :2][k[..., 2] > score_threshold]

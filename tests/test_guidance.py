@@ -189,3 +189,14 @@ def test_sync_loss_grad_of_a_linear_classifier():
     s0 = torch.sigmoid(lin(z)).item()
     s1 = torch.sigmoid(lin(z - 0.1 * g)).item()
     assert s1 > s0
+
+
+def test_eval_compare_variants_take_the_guidance_settings():
+    from csg.errors import InputError
+    from eval.compare import make_generator, parse_variant
+
+    name, opts = parse_variant("dg=guidance:dg,lambda_diff:0.5,dg_form:literal")
+    assert name == "dg" and opts["lambda_diff"] == 0.5 and opts["dg_form"] == "literal"
+    assert callable(make_generator(opts))  # nothing loaded until first use
+    with pytest.raises(InputError, match="dg_form"):
+        make_generator(parse_variant("x=guidance:dg,dg_form:printed")[1])

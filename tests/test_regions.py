@@ -96,3 +96,14 @@ def test_par_weights_eq2_3_numpy_and_torch():
     t = R.par_weights(torch.tensor(conf), torch.tensor(small), torch.tensor(body), omega1=4,
                       omega2=3, outside=0.5)
     assert t.tolist() == [2.0, 3.0, 0.5, 2.0]
+
+
+def test_eval_uses_the_one_taxonomy(frame):
+    from eval import pose_metrics as PM
+    from eval import video_metrics as VM
+
+    assert list(PM.REGIONS) == list(R.PARTS)
+    for name, idx in PM.REGIONS.items():
+        assert idx.tolist() == R.keypoint_indices(name).tolist()
+    assert VM.keypoint_bbox(frame, (480, 640), region="face") == \
+        VM.keypoint_bbox(frame, (480, 640), group=K.FACE)
