@@ -31,6 +31,7 @@ class RenderConfig:
     renderer: str = "warp"  # any name from `csg renderers`
     max_side: int = 512  # the photo is resized so its longer side is at most this (0 = keep)
     config: str | None = None  # renderer YAML (e.g. configs/pose2video/diffusers.yaml)
+    dtype: str | None = None  # model renderers' weights: float32 | float16 | bfloat16 (None: theirs)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ def validate_run_config(cfg: RunConfig, *, check_device: bool = True) -> RunConf
         raise ConfigError(f"stage1.dg_form must be one of {', '.join(DG_FORMS)}, got "
                           f"{s1.dg_form!r}")
     V.integer(cfg.render.max_side, "render.max_side", low=0, high=V.MAX_CANVAS_SIDE)
+    if cfg.render.dtype is not None and cfg.render.dtype not in ("float32", "float16", "bfloat16"):
+        raise ConfigError(f"render.dtype must be float32, float16 or bfloat16, got "
+                          f"{cfg.render.dtype!r}")
     if not cfg.render.renderer:
         raise ConfigError("render.renderer must name a renderer (see `csg renderers`)")
     V.audio_seconds(cfg.limits.max_audio_seconds, "limits.max_audio_seconds")

@@ -210,7 +210,8 @@ class CoSpeechPipeline:
                        else resolve_renderer_options(name, None))
             from pose2video.cli import build_renderer
 
-            self._renderers[name] = build_renderer(name, self.config.device, options)
+            self._renderers[name] = build_renderer(name, self.config.device, options,
+                                                   self.config.render.dtype)
         return self._renderers[name]
 
     def guide(self, mode: str | None = None):

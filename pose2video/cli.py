@@ -29,41 +29,18 @@ def renderer_options(name: str, config: str | None) -> dict[str, Any]:
     return read_yaml(packaged) if packaged.is_file() else {}
 
 
-def build_renderer(name: str, device: str, options: dict[str, Any]):
-    """``get_renderer(name, device=device, **options)`` (protocol v2).
-
-    Transition (until every factory follows PROTOCOL_V2): a factory without a ``device`` keyword
-    is built without it, and a renderer without ``prepare`` is wrapped by :class:`_V1Adapter`.
-    """
-    import inspect
-
-    from . import base
-
-    spec = getattr(base, "_REGISTRY", {}).get(name)
-    takes_device = True
-    if spec is not None:
-        takes_device = "device" in inspect.signature(spec.factory).parameters
-    r = get_renderer(name, device=device, **options) if takes_device else \
-        get_renderer(name, **options)
-    return r if hasattr(r, "prepare") else _V1Adapter(r)
+DTYPES = ("float32", "float16", "bfloat16")
 
 
-class _V1Adapter:
-    """A protocol-v1 renderer (``render(photo, poses, ref_pose=...)``) behind the v2 calls."""
+def build_renderer(name: str, device: str, options: dict[str, Any], dtype: str | None = None):
+    """``get_renderer(name, device=device, dtype=dtype, **options)`` (protocol v2): the one way
+    ``csg run``, ``csg render`` and :class:`pipeline.CoSpeechPipeline` build a renderer, so the
+    options, device and dtype reach it alike and a bad option fails here, before any stage runs."""
+    if dtype is not None and dtype not in DTYPES:
+        from csg.errors import ConfigError
 
-    def __init__(self, inner):
-        self.inner = inner
-        self.name = getattr(inner, "name", "renderer")
-        self.needs = getattr(inner, "needs", "")
-
-    def prepare(self, ref_image, ref_pose=None):
-        return (ref_image, ref_pose)
-
-    def render(self, state, poses, *, audio=None, generator=None, callback=None, progress=True,
-               chunk=16):
-        image, ref_pose = state
-        return self.inner.render(image, poses, ref_pose=ref_pose, audio=audio,
-                                 generator=generator, callback=callback, progress=progress)
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return get_renderer(name, device=device, dtype=dtype, **options)
 
 
 @click.command("render")
@@ -90,11 +67,13 @@ class _V1Adapter:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of stochastic renderers (the same stage-2 noise as `csg run --seed`).")
 @click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:N.")
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
+              help="Weights dtype of model renderers [default: the renderer's].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str, name: str,
            config: str | None, ref_pose_path: str | None, retarget: bool, max_side: int,
-           seed: int, device: str, overwrite: bool, quiet: bool) -> None:
+           seed: int, device: str, dtype: str | None, overwrite: bool, quiet: bool) -> None:
     """Render a skeleton JSON into a video of the photo, with the audio muxed in."""
     from csg import validate as V
     from csg.errors import require_file
@@ -110,7 +89,7 @@ def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str,
     outputs = OutputSet({"-o": out_path}, overwrite=overwrite,
                         inputs={"--ref": ref_path, "--pose": pose_path, "--audio": audio_path,
                                 "--ref-pose": ref_pose_path, "--config": config})
-    renderer = build_renderer(name, device, renderer_options(name, config))
+    renderer = build_renderer(name, device, renderer_options(name, config), dtype)
     require_file(ref_path, "photo")
     poses = PoseSequence.load(pose_path)
     ref_pose = PoseSequence.load(ref_pose_path).frame(0) if ref_pose_path else None

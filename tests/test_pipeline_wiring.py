@@ -20,7 +20,7 @@ class NoiseRenderer:
     overlap = 0
 
     def __init__(self, device="cpu", dtype=None, **options):
-        self.device, self.options = device, options
+        self.device, self.dtype, self.options = device, dtype, options
         self.calls: list[dict] = []
 
     def prepare(self, ref_image, ref_pose=None):
@@ -73,6 +73,9 @@ def tiny_stage1(tmp_path_factory):
     torch.manual_seed(0)  # test-only: fixes the random init of the tiny model
     feats = AudioFeatureConfig(n_mels=8, context=1)
     model = PoseDenoiser(audio_dim=feature_dim(feats), dim=32, depth=1, heads=2, ff_mult=2)
+    # small motion statistics: the random model's skeletons stay near the reference, as a trained
+    # model's do (the warp renderer refuses a person far off the photo)
+    model.set_coord_stats(torch.zeros(133, 2), torch.full((133, 2), 0.05))
     pipe = Audio2PosePipeline(model, feats, 25.0, SamplingConfig(window=16, overlap=4, steps=2))
     return pipe.save_pretrained(tmp_path_factory.mktemp("tiny") / "stage1")
 
@@ -128,14 +131,14 @@ def test_protocol_v2_calls_device_options_and_audio_rate(tiny_stage1, scene, fak
     config's device, and the options of render.config."""
     cfg = tmp_path / "noise.yaml"
     cfg.write_text("strength: 0.5\n")
-    pipe = _pipe(tiny_stage1, f"render.config={cfg}")
+    pipe = _pipe(tiny_stage1, f"render.config={cfg}", "render.dtype=float16")
     pipe.audio2pose  # stage 1 loaded on the CPU first; the renderer is built on first use
     object.__setattr__(pipe.config, "device", "meta")  # any name: it must just be passed on
     wav8k = speech_like(0.8, sr=8000)
     out = pipe(scene["image"], wav8k, sr=8000, ref_pose=scene["ref"], output_type="iterator",
                chunk=5)
     r = fake_registry[-1]
-    assert r.device == "meta" and r.options == {"strength": 0.5}
+    assert r.device == "meta" and r.dtype == "float16" and r.options == {"strength": 0.5}
     assert r.calls == [{"prepare": (48, 64, 3)}]  # prepared once, before the frames are pulled
     chunks = list(out.frames)
     assert [len(c) for c in chunks] == [5, 5, 5, 5]
