@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from csg.config import load_config
+from csg.diffusion.guidance import DG_FORMS, MODES, GuidanceConfig
+
+_G = GuidanceConfig()
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
@@ -18,12 +21,19 @@ class Stage1Config:
     checkpoint: str | None = None  # audio2pose pipeline folder or hub id; None = embedded default
     steps: int | None = None  # DDIM steps (None: the checkpoint's own, 25 for the default)
     cfg_scale: float | None = None  # CFG scale on audio (None: the checkpoint's, 2.0; 1 = off)
-    guidance: str = "none"  # PCE sync guidance: none | sg | dg
-    lambda_nonface: float = 1.0  # PAHA lambda_nf
-    lambda_face: float = 0.1  # PAHA lambda_f
-    lambda_diff: float = 0.25  # PAHA lambda_diff (DG only)
-    guided_fraction: float = 0.5  # guidance in the first r of the steps
-    dg_form: str = "residual"  # DG: "residual" (scale-preserving) | "literal" (PAHA Eq. 12 as printed)
+    # PCE sync guidance: the fields of csg.diffusion.guidance.GuidanceConfig (its defaults)
+    guidance: str = _G.mode  # none | sg | dg
+    lambda_nonface: float = _G.lambda_nonface  # PAHA lambda_nf
+    lambda_face: float = _G.lambda_face  # PAHA lambda_f
+    lambda_diff: float = _G.lambda_diff  # PAHA lambda_diff (DG only)
+    guided_fraction: float = _G.guided_fraction  # guidance in the first r of the steps
+    dg_form: str = _G.dg_form  # DG: "residual" (scale-preserving) | "literal" (Eq. 12 as printed)
+
+    def guidance_config(self, mode: str | None = None) -> GuidanceConfig:
+        """These settings as the one :class:`GuidanceConfig` (``mode`` overrides ``guidance``)."""
+        return GuidanceConfig(mode=mode or self.guidance, lambda_nonface=self.lambda_nonface,
+                              lambda_face=self.lambda_face, lambda_diff=self.lambda_diff,
+                              guided_fraction=self.guided_fraction, dg_form=self.dg_form)
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,6 @@ class RunConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
-GUIDANCE_MODES = ("none", "sg", "dg")
-DG_FORMS = ("residual", "literal")
-
-
 def validate_run_config(cfg: RunConfig, *, check_device: bool = True) -> RunConfig:
     """Range-check every number and name of ``cfg`` (:mod:`csg.validate`); raise
     :class:`csg.errors.ConfigError` naming the key. Run before any work. Returns ``cfg``."""
@@ -72,8 +78,8 @@ def validate_run_config(cfg: RunConfig, *, check_device: bool = True) -> RunConf
     for name in ("lambda_nonface", "lambda_face", "lambda_diff"):
         V.guidance_weight(getattr(s1, name), f"stage1.{name}")
     V.fraction(s1.guided_fraction, "stage1.guided_fraction")
-    if s1.guidance not in GUIDANCE_MODES:
-        raise ConfigError(f"stage1.guidance must be one of {', '.join(GUIDANCE_MODES)}, got "
+    if s1.guidance not in MODES:
+        raise ConfigError(f"stage1.guidance must be one of {', '.join(MODES)}, got "
                           f"{s1.guidance!r}")
     if s1.dg_form not in DG_FORMS:
         raise ConfigError(f"stage1.dg_form must be one of {', '.join(DG_FORMS)}, got "

@@ -216,20 +216,19 @@ class CoSpeechPipeline:
 
     def guide(self, mode: str | None = None):
         """The PCE sync-guidance hook for ``mode`` (none | sg | dg), or None."""
-        s1 = self.config.stage1
-        mode = (mode or s1.guidance).lower()
-        if mode not in ("none", "sg", "dg"):
-            raise CsgError(f"guidance must be none, sg or dg, got {mode!r}")
+        from csg.diffusion.guidance import MODES
+
+        mode = (mode or self.config.stage1.guidance).lower()
+        if mode not in MODES:
+            raise CsgError(f"guidance must be one of {', '.join(MODES)}, got {mode!r}")
         if mode == "none":
             return None
         try:
             from audio2pose.classifier import load_guide
         except ImportError as e:
             raise CsgError(f"sync guidance '{mode}' is not available: {e}") from None
-        return load_guide(mode, self._stage1_folder(), lambda_nonface=s1.lambda_nonface,
-                          lambda_face=s1.lambda_face, lambda_diff=s1.lambda_diff,
-                          guided_fraction=s1.guided_fraction, device=self.config.device,
-                          dg_form=s1.dg_form)
+        return load_guide(self.config.stage1.guidance_config(mode), self._stage1_folder(),
+                          device=self.config.device)
 
     def generators(self, seed: int | None = None) -> dict[str, Any]:
         """``{"audio2pose": ..., "render": ...}``: one CPU ``torch.Generator`` per stage derived
