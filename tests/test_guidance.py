@@ -200,3 +200,14 @@ def test_eval_compare_variants_take_the_guidance_settings():
     assert callable(make_generator(opts))  # nothing loaded until first use
     with pytest.raises(InputError, match="dg_form"):
         make_generator(parse_variant("x=guidance:dg,dg_form:printed")[1])
+
+
+def test_guidance_config_from_the_run_configs_stage1_fields():
+    from types import SimpleNamespace
+
+    s1 = SimpleNamespace(guidance="dg", lambda_nonface=2.0, lambda_face=0.3, lambda_diff=0.5,
+                         guided_fraction=0.25, dg_form="literal", steps=25)
+    cfg = G.GuidanceConfig.from_fields(s1)
+    assert cfg == G.GuidanceConfig("dg", 2.0, 0.3, 0.5, 0.25, "literal")
+    assert G.GuidanceConfig.from_fields(s1, mode="sg").mode == "sg"
+    assert G.GuidanceConfig.from_fields({"lambda_face": 0.2}) == G.GuidanceConfig(lambda_face=0.2)

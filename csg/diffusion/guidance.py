@@ -72,6 +72,20 @@ class GuidanceConfig:
         """(λ_nf, λ_f, λ_diff), the order :func:`guided_step` takes."""
         return (self.lambda_nonface, self.lambda_face, self.lambda_diff)
 
+    @classmethod
+    def from_fields(cls, source, **overrides) -> "GuidanceConfig":
+        """Build from any object or mapping holding (some of) these field names, e.g. the run
+        config's ``stage1`` section: ``GuidanceConfig.from_fields(cfg.stage1, mode="sg")``
+        (``stage1.guidance`` is read as the mode). Missing names keep their defaults."""
+        from dataclasses import fields
+
+        get = source.get if isinstance(source, dict) else (lambda k, d=None: getattr(source, k, d))
+        kw = {f.name: get(f.name) for f in fields(cls) if get(f.name) is not None}
+        if "mode" not in kw and get("guidance") is not None:
+            kw["mode"] = get("guidance")
+        kw.update(overrides)
+        return cls(**kw)
+
     def settings(self) -> dict[str, float | str]:
         """Everything but the mode (what outputs record as ``meta.guidance_settings``)."""
         return {"lambda_nonface": self.lambda_nonface, "lambda_face": self.lambda_face,
