@@ -217,7 +217,9 @@ def _head_anchors(a: _Anchors, ref: np.ndarray, ref_ok: np.ndarray) -> None:
     ring2 = c + np.stack([np.cos(t), np.sin(t)], -1) * half * 2.1
     lower = ring2[:, 1] > c[1]
     a.add(ring2[~lower], {"head": 1.0})
-    a.add(ring2[lower], {"head": 0.5, "torso": 0.5})
+    sh = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER]
+    # the neck bends between head and torso; with no torso seen (a face crop) the head leads
+    a.add(ring2[lower], {"head": 0.5, "torso": 0.5} if ref_ok[sh].all() else {"head": 1.0})
 
 
 def person_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],

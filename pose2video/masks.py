@@ -318,8 +318,9 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
     sizes, 16 directions): the copied region must lie (85 %) within ``source_ok`` (e.g. the visible
     body, away from the arms) and the ring of pixels around the part must match the ring around
     the source best (sum of squared differences) - a one-patch exemplar fill. Parts where no
-    such source exists, and pixels whose source is not ``source_ok``, keep ``fallback`` (H, W, 3)
-    (a diffusion fill). Deterministic.
+    such source exists or none matches the ring better than an unrelated texture would (mean
+    squared difference above twice the ring's variance), and pixels whose source is not ``source_ok``, keep
+    ``fallback`` (H, W, 3) (a diffusion fill). Deterministic.
     """
     import cv2
 
@@ -351,7 +352,8 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
                 cost = float(((img[bys, bxs] - img[bys + dy, bxs + dx]) ** 2).mean())
                 if cost < best_cost:
                     best, best_cost = (dx, dy), cost
-        if best is None:
+        # a patch must match the boundary better than an unrelated texture would (2x the variance)
+        if best is None or best_cost > 2.0 * float(img[bys, bxs].var(0).mean()):
             continue
         dx, dy = best
         shifted = cv2.warpAffine(image, np.float32([[1, 0, -dx], [0, 1, -dy]]), (w, h),
