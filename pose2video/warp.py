@@ -231,7 +231,7 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
                 a0, a1, b0, b1 = max(ly0, y0), min(ly1, y1), max(lx0, x0), min(lx1, x1)
                 if a1 > a0 and b1 > b0:
                     keep[a0 - y0:a1 - y0, b0 - x0:b1 - x0] *= \
-                        1.0 - rgba[a0 - ly0:a1 - ly0, b0 - lx0:b1 - lx0, 4]
+                        1.0 - rgba[a0 - ly0:a1 - ly0, b0 - lx0:b1 - lx0, 4] * (1.0 / 255.0)
             h = (out4[y0:y1, x0:x1, 3].astype(np.float32) * (keep / 255.0))[..., None]
             crop = out[y0:y1, x0:x1].astype(np.float32)
             blend = crop + (fill[y0:y1, x0:x1] - crop) * h
@@ -258,10 +258,10 @@ def _hole_box(hole: np.ndarray, rest: tuple[int, int, int, int] | None,
 
 def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
                 ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
-    """An overlay layer warped to ``dst``: its box and (h, w, 5) float32 RGB, alpha, hole (0-1).
+    """An overlay layer warped to ``dst``: its box and (h, w, 5) uint8 RGB, alpha, hole.
 
-    Full-resolution map (stride 1): arms fold over themselves at the elbow, and a coarse map would
-    smear the fold edge.
+    Alpha and hole are already multiplied by the mesh coverage. Full-resolution map (stride 1):
+    arms fold over themselves at the elbow, and a coarse map would smear the fold edge.
     """
     import cv2
 
@@ -270,17 +270,22 @@ def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
         return None
     mx, my, cover = mesh.warp_map(layer.src, dst, layer.tris, layer.order, box, 1)
     img = cv2.remap(layer.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                    borderValue=0).astype(np.float32)
-    img[..., 3:] *= cover[..., None] / 255.0
+                    borderValue=0)
+    if cover.min() < 1.0:
+        for c in (3, 4):
+            img[..., c] = cv2.multiply(img[..., c], cover, dtype=cv2.CV_8U)
     return box, img
 
 
 def _composite(out: np.ndarray, box: tuple[int, int, int, int], img: np.ndarray) -> None:
-    """Draw a warped overlay (from :func:`_warp_layer`) over ``out`` in place."""
+    """Draw a warped overlay (from :func:`_warp_layer`) over ``out`` in place (alpha blend)."""
+    import cv2
+
     y0, y1, x0, x1 = box
-    a = img[..., 3:4]
-    crop = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(crop * (1.0 - a) + img[..., :3] * a + 0.5, 0, 255).astype(np.uint8)
+    a = img[..., 3].astype(np.float32) * (1.0 / 255.0)
+    crop = np.ascontiguousarray(out[y0:y1, x0:x1])
+    rgb = np.ascontiguousarray(img[..., :3])
+    out[y0:y1, x0:x1] = cv2.blendLinear(rgb, crop, a, 1.0 - a)
 
 
 @dataclass
