@@ -397,3 +397,34 @@ def test_single_file_writers_report_a_full_disk(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match=r"p\.json: No space left on device.*nothing was written"):
         atomic_write_text(tmp_path / "p.json", "{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_lock_holds_across_processes(tmp_path):
+    """A second process (another `csg run` writing the same name) is refused while the first
+    writes; the name is free again once the first is done."""
+    import subprocess
+    import sys
+
+    from csg.errors import OutputError
+    from csg.outputs import atomic_write_text
+
+    p = tmp_path / "talk.mp4"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom csg.outputs import OutputSet\n"
+         f"with OutputSet({{'-o': {str(p)!r}}}) as out:\n"
+         "    out.temp('-o').write_bytes(b'first')\n"
+         "    print('held', flush=True)\n"
+         "    sys.stdin.readline()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match="another csg command is writing"):
+            atomic_write_text(p, "second")
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert holder.returncode == 0
+    assert p.read_bytes() == b"first"
+    atomic_write_text(p, "second")
+    assert p.read_text() == "second"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["talk.mp4"]
