@@ -38,6 +38,8 @@ PIPELINE_FILE = "csg_pipeline.json"
 """The component index written by :meth:`CoSpeechPipeline.save_pretrained` (cf. diffusers'
 ``model_index.json``)."""
 INDEX_VERSION = 2
+RENDERER_DIR = "renderer"
+"""Subfolder of a saved pipeline holding copies of the renderer's local weights."""
 
 
 @dataclass
@@ -142,7 +144,14 @@ class CoSpeechPipeline:
         if rend.get("name"):
             saved = replace(saved, render=replace(saved.render, renderer=rend["name"],
                                                   config=None))
-        components.setdefault("renderer_options", rend.get("options"))
+        options = dict(rend.get("options") or {})
+        for key, ref in (rend.get("weights") or {}).items():
+            if isinstance(ref, str) and ref.startswith(f"{RENDERER_DIR}/"):
+                if not (folder / ref).exists():
+                    raise WeightsNotFoundError(f"{spec}: the renderer's {key} weights "
+                                               f"{folder / ref} are missing")
+                options[key] = str(folder / ref)
+        components.setdefault("renderer_options", options)
         return cls(config=saved, stage1_dir=stage1, **components)
 
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -155,20 +164,22 @@ class CoSpeechPipeline:
         folder.mkdir(parents=True, exist_ok=True)
         src = self._stage1_folder()
         dst = folder / "audio2pose"
-        if dst.exists():
-            shutil.rmtree(dst)
-        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.md"))
+        if src.resolve() != dst.resolve():  # saving a loaded pipeline onto itself copies nothing
+            if dst.exists():
+                shutil.rmtree(dst)
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.md"))
         classifiers = {region: f"audio2pose/{sub}" for region, sub in
                        (("face", "classifier_face"), ("nonface", "classifier_nonface"))
                        if (dst / sub).is_dir()}
         name = self.config.render.renderer
         options = _jsonable(self.renderer_options(), "renderer options")
+        weights = _copy_renderer_weights(options, folder)
         cfg = replace(self.config, stage1=replace(self.config.stage1, checkpoint=None),
                       render=replace(self.config.render, config=None))
         index = {"format": "csg.pipeline", "version": INDEX_VERSION,
                  "audio2pose": "audio2pose", "classifiers": classifiers,
                  "renderer": {"name": name, "options": options,
-                              "weights": _renderer_weights(options)},
+                              "weights": weights},
                  "run_config": to_dict(cfg)}
         atomic_write_text(folder / PIPELINE_FILE, json.dumps(index, indent=2) + "\n")
         return folder
@@ -364,12 +375,47 @@ def _jsonable(options: dict[str, Any], what: str) -> dict[str, Any]:
     return conv(options)
 
 
-def _renderer_weights(options: dict[str, Any]) -> dict[str, str]:
-    """The weight references among a renderer's options (keys naming models, checkpoints, paths
-    or hub ids), recorded in the index so a reader knows what the renderer will load."""
-    words = ("model", "weights", "checkpoint", "controlnet", "adapter", "vae", "motion", "base")
-    return {k: v for k, v in options.items()
-            if isinstance(v, str) and any(w in k.lower() for w in words)}
+_WEIGHT_KEYS = ("weights", "checkpoint", "base_model", "controlnet", "motion_adapter",
+                "ip_adapter", "vae", "model", "codec_path")
+
+
+def _is_weight_key(key: str) -> bool:
+    return key in _WEIGHT_KEYS or key.endswith(("_path", "_weights", "_checkpoint", "_model"))
+
+
+def _copy_renderer_weights(options: dict[str, Any], folder: Path) -> dict[str, str]:
+    """The renderer's weight references (options such as ``weights``, ``controlnet``,
+    ``codec_path``). Local files or folders are copied to ``folder/renderer/<key>`` and the
+    option (in ``options``, changed in place) and the returned entry point there, so the saved
+    pipeline is self-contained; hub ids and "" (a renderer's embedded default) are kept as given."""
+    import shutil
+
+    weights: dict[str, str] = {}
+    for key, value in list(options.items()):
+        if not (_is_weight_key(key) and isinstance(value, str)):
+            continue
+        src = Path(value).expanduser()
+        if value and src.exists():
+            rel = f"{RENDERER_DIR}/{key}"
+            dst = folder / rel
+            if src.resolve() == dst.resolve() or dst.resolve() in src.resolve().parents:
+                rel = str(src.resolve().relative_to(folder.resolve()))  # saved here already
+                options[key] = weights[key] = rel
+                continue
+            if dst.exists():
+                shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            else:
+                dst.mkdir()
+                shutil.copy2(src, dst / src.name)
+                rel = f"{rel}/{src.name}"
+            options[key] = rel
+            weights[key] = rel
+        else:
+            weights[key] = value
+    return weights
 
 
 def _resolve_folder(path_or_id: str | Path) -> Path:

@@ -192,6 +192,36 @@ def test_save_pretrained_writes_a_component_index(tiny_stage1, scene, fake_regis
         CoSpeechPipeline.from_pretrained(folder)
 
 
+def test_saved_pipeline_carries_local_renderer_weights(tiny_stage1, fake_registry, tmp_path):
+    """A renderer option pointing at a local weights folder is copied into the saved pipeline, so
+    the folder can move (or the original weights go) and from_pretrained still finds them."""
+    import shutil
+
+    from pipeline import CoSpeechPipeline
+
+    w = tmp_path / "my_weights"
+    w.mkdir()
+    (w / "model.safetensors").write_bytes(b"weights")
+    cfg = tmp_path / "noise.yaml"
+    cfg.write_text(f"weights: {w}\ncodec_path: ''\nstrength: 1.0\n")
+    saved = _pipe(tiny_stage1, f"render.config={cfg}").save_pretrained(tmp_path / "saved")
+    index = json.loads((saved / "csg_pipeline.json").read_text())
+    assert index["renderer"]["weights"] == {"weights": "renderer/weights", "codec_path": ""}
+    assert index["renderer"]["options"]["weights"] == "renderer/weights"
+    moved = tmp_path / "elsewhere" / "pipe"
+    shutil.move(str(saved), moved)
+    shutil.rmtree(w)
+    b = CoSpeechPipeline.from_pretrained(moved)
+    opts = b.renderer_options()
+    assert opts["weights"] == str(moved / "renderer" / "weights") and opts["codec_path"] == ""
+    assert (moved / "renderer" / "weights" / "model.safetensors").read_bytes() == b"weights"
+    b.save_pretrained(moved)  # saving onto itself keeps everything
+    assert (moved / "renderer" / "weights" / "model.safetensors").is_file()
+    assert (moved / "audio2pose").is_dir()
+    c = CoSpeechPipeline.from_pretrained(moved)
+    assert c.renderer_options()["weights"] == str(moved / "renderer" / "weights")
+
+
 def test_bad_renderer_option_fails_before_stage_1(tiny_stage1, scene, monkeypatch, tmp_path):
     from csg.errors import ConfigError
     from pipeline import CoSpeechPipeline
