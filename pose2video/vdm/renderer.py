@@ -70,6 +70,8 @@ def load_vdm(path: str | Path | None):
 
     Raises :class:`WeightsNotFoundError` with one line naming the path and the training command.
     """
+    import torch
+
     from .model import VdmDenoiser
 
     folder = Path(path) if path else EMBEDDED
@@ -79,7 +81,7 @@ def load_vdm(path: str | Path | None):
         raise WeightsNotFoundError(
             f"{folder}: vdm weights not found (config.json, vdm.json, *.safetensors); train them "
             f"with `{TRAIN_HINT.format(path=folder)}`")
-    model = VdmDenoiser.from_pretrained(str(folder))
+    model = VdmDenoiser.from_pretrained(str(folder), torch_dtype=torch.float32)
     note = json.loads((folder / "vdm.json").read_text())
     return model, note
 
@@ -103,7 +105,9 @@ class VdmRenderer:
                       "bfloat16": torch.bfloat16}[dtype]
         if model is None:
             model, note = load_vdm(config.weights or None)
-        self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
+        if next(model.parameters()).dtype != self.dtype:  # (diffusers warns on every dtype cast)
+            model = model.to(dtype=self.dtype)
+        self.model = model.to(self.device).eval().requires_grad_(False)
         self.note = dict(note or {})
         self.features = from_dict(AudioFeatureConfig, self.note.get("features", {}),
                                   "vdm.json features")
