@@ -52,8 +52,8 @@ TINY_NOTE = {"codec": "autoencoder_kl", "size": 64, "window": 4, "carry": 2,
 
 def tiny_options(**kw) -> dict:
     """get_renderer("vdm", **tiny_options()) without any weights on disk."""
-    opts = {"model": tiny_model(), "note": dict(TINY_NOTE), "codec": tiny_codec(), "steps": 2,
-            "cfg_pose": 2.0, "cfg_audio": 1.5}
+    opts = {"model": tiny_model(), "note": dict(TINY_NOTE), "latent_codec": tiny_codec(),
+            "steps": 2, "cfg_pose": 2.0, "cfg_audio": 1.5}
     opts.update(kw)
     return opts
 
@@ -361,3 +361,24 @@ def test_par_loss_weights_the_error():
     assert float(logs["mse_rest"]) == 0.0
     loss0, _ = par_loss(se, f[None, None], (64, 64), ParConfig(enabled=False))
     assert float(loss0) == pytest.approx(1.0 / 64)
+
+
+def test_packaged_renderer_options_are_accepted():
+    """configs/pose2video/vdm.yaml (what csg run and csg render pass) builds a working renderer."""
+    from csg.config import find_config, read_yaml
+
+    opts = read_yaml(find_config("configs/pose2video/vdm.yaml"))
+    opts["steps"] = 2
+    r = tiny_renderer(**opts)
+    assert np.concatenate(_render(r, make_moving_pose(2, H, W))).shape == (2, H, W, 3)
+
+
+def test_embedded_checkpoint_loads_and_renders():
+    from pose2video.vdm.renderer import EMBEDDED, vdm_factory
+
+    if not (EMBEDDED / "config.json").is_file():
+        pytest.skip("no embedded checkpoint in this checkout")
+    r = vdm_factory(steps=1)
+    assert r.window > r.overlap >= 0 and r.size > 0
+    out = np.concatenate(_render(r, make_moving_pose(2, H, W)))
+    assert out.shape == (2, H, W, 3) and out.std() > 0

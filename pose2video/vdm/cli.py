@@ -30,6 +30,12 @@ def train_renderer(config_path, data, out, overrides, resume, init, videos):
     if data:
         extra.append("data=[" + ", ".join(repr(str(d)) for d in data) + "]")
     cfg = load_config(VdmTrainConfig, find_config(config_path), extra)
+    if videos and init is None:
+        from .renderer import EMBEDDED
+
+        init = str(EMBEDDED)
+    if init:  # fine-tuning: the model's own size, window, carry and audio features, unless --set
+        cfg = _from_init(cfg, Path(init), overrides)
     if videos:
         if data:
             raise InputError("--video and --data: give one or the other")
@@ -37,13 +43,32 @@ def train_renderer(config_path, data, out, overrides, resume, init, videos):
         from dataclasses import replace
 
         cfg = replace(cfg, data=(str(root),))
-        if init is None:
-            from .renderer import EMBEDDED
-
-            init = str(EMBEDDED)
     final = train(cfg, resume=resume, init=init, echo=click.echo)
     click.echo(f"renderer weights: {final} (use: csg run --renderer vdm --set "
                f"render.config=<yaml with weights: {final}>)")
+
+
+def _from_init(cfg, init: Path, overrides) -> "VdmTrainConfig":  # noqa: F821
+    """``cfg`` with size, window, carry, features and codec of the model at ``init`` (its vdm.json),
+    except keys given with --set."""
+    import json
+    from dataclasses import replace
+
+    from csg.config import from_dict
+    from csg.errors import WeightsNotFoundError
+    from csg.features import AudioFeatureConfig
+
+    note_path = init / "vdm.json"
+    if not note_path.is_file():
+        raise WeightsNotFoundError(f"{init}: not a vdm model folder (no vdm.json); train one with "
+                                   f"`csg train renderer --out {init}`")
+    note = json.loads(note_path.read_text())
+    given = {o.split("=", 1)[0].strip().split(".")[0] for o in overrides}
+    keep = {k: note[k] for k in ("size", "window", "carry", "codec", "codec_path")
+            if k in note and k not in given}
+    if "features" in note and "features" not in given:
+        keep["features"] = from_dict(AudioFeatureConfig, note["features"], f"{note_path} features")
+    return replace(cfg, **keep)
 
 
 def prepare_personal(videos, out: Path, size: int) -> Path:

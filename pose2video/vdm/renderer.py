@@ -291,10 +291,13 @@ def _torch_generator(generator: Any):
 
 def vdm_factory(*, device: str = "cpu", dtype: str | None = None, **options: Any) -> VdmRenderer:
     """Registry factory (protocol v2): ``options`` are :class:`VdmRenderConfig` fields (strict), or
-    ``config=VdmRenderConfig(...)``; ``model=``/``note=``/``codec=`` inject built parts (tests)."""
+    ``config=VdmRenderConfig(...)``; ``model=``/``note=``/``latent_codec=`` inject built parts
+    (tests)."""
     from csg.config import from_dict
 
-    parts = {k: options.pop(k) for k in ("model", "note", "codec") if k in options}
+    parts = {k: options.pop(k) for k in ("model", "note") if k in options}
+    if "latent_codec" in options:
+        parts["codec"] = options.pop("latent_codec")
     if isinstance(options.get("config"), VdmRenderConfig) and len(options) == 1:
         cfg = options["config"]
     else:
