@@ -8,6 +8,10 @@ clips shorter than ``min_seconds`` are dropped. Pass 2 decodes again and writes 
 cropped around the person (one box per clip) and resized to ``size_hw``. The 16 kHz mono audio is
 cut at the exact frame bounds. A done-marker per video (``ROOT/done/<hash>.json``, written
 atomically after its clips) makes ``--resume`` skip it; the manifest is rebuilt from the markers.
+
+Videos are independent jobs (:func:`prepare_one`), run in this process, in local worker processes or
+as Ray tasks (:mod:`.engines`, ``--engine``/``--workers``/``--address``); the files do not depend on
+which, nor on the order the jobs finish in.
 """
 from __future__ import annotations
 
