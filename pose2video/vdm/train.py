@@ -209,8 +209,9 @@ def export(model, cfg: VdmTrainConfig, out: Path, *, steps: int, minutes: float,
     """save_pretrained (``cfg.export_dtype``) + the ``vdm.json`` note the renderer reads."""
     dtype = {"float16": torch.float16, "float32": torch.float32}[cfg.export_dtype]
     model = model.float().eval()
-    model.to(dtype).save_pretrained(out, safe_serialization=True)
-    model.float()
+    torch.nn.Module.to(model, dtype)  # (ModelMixin.to warns on every dtype cast)
+    model.save_pretrained(out, safe_serialization=True)
+    torch.nn.Module.to(model, torch.float32)
     note = {"codec": cfg.codec, "codec_path": cfg.codec_path, "size": cfg.size,
             "window": cfg.window, "carry": cfg.carry, "features": asdict(cfg.features),
             "data": list(cfg.data), "steps": steps, "minutes": round(minutes, 1),
