@@ -419,18 +419,8 @@ def _copy_renderer_weights(options: dict[str, Any], folder: Path) -> dict[str, s
 
 
 def _resolve_folder(path_or_id: str | Path) -> Path:
-    """A local folder, or a hub id resolved from the local cache only (never downloads)."""
-    p = Path(path_or_id)
-    if p.is_dir():
-        return p
-    if p.exists() or str(path_or_id).count("/") != 1:
-        raise WeightsNotFoundError(f"{path_or_id}: checkpoint folder not found")
-    try:
-        from huggingface_hub import snapshot_download
+    """A local folder, or a hub id resolved from the local cache only (never downloads):
+    :func:`csg.hub.resolve_folder`, the one resolver."""
+    from csg.hub import resolve_folder
 
-        return Path(snapshot_download(str(path_or_id), local_files_only=True))
-    except Exception:  # noqa: BLE001 - any hub failure means: not available offline
-        raise WeightsNotFoundError(
-            f"{path_or_id}: not a local folder and not in the Hugging Face cache; download it "
-            f"with `huggingface-cli download {path_or_id}` where there is internet, then pass "
-            "the folder") from None
+    return resolve_folder(path_or_id, what="checkpoint")
