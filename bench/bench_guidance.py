@@ -236,7 +236,7 @@ def classifier_accuracy(pipe, args, ckdir) -> dict:
     import torch
 
     from audio2pose import classifier_train as CT
-    from audio2pose import diffusion as D
+    from csg.diffusion import schedule as D
     from audio2pose.classifier import load_classifier
 
     cfg = CT.ClassifierTrainConfig(eval_items=64)
