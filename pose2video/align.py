@@ -171,8 +171,8 @@ def fits_reference(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: fl
 
     True when both are on the same canvas and the driver's rest skeleton (per-point median) has
     the reference's shoulder width within ``1 +- tolerance`` and its neck within ``tolerance``
-    shoulder widths of the reference neck (without shoulders, a face crop: the same with the
-    stable face points' centre and spread, the centre within ``3 x tolerance`` spreads): a
+    shoulder widths of the reference neck, or failing that (face crops, noisy shoulders) the same
+    holds for the stable face points' centre and spread (centre within ``3 x tolerance`` spreads): a
     skeleton extracted from the photo's own video, or generated in reference coordinates
     (stage 1). Retargeting such a driver would move the photo's frame-0
     pose away from the photo (the driver's rest is not the photo's pose).
@@ -186,20 +186,18 @@ def fits_reference(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: fl
     if ref_ok[sh].all() and rest_ok[sh].all():
         size_ref = float(np.linalg.norm(ref[sh[0]] - ref[sh[1]]))
         size_rest = float(np.linalg.norm(rest[sh[0]] - rest[sh[1]]))
-        c_ref, c_rest = _neck(ref), _neck(rest)
-    elif ref_ok[FACE_STABLE].sum() >= 6 and rest_ok[FACE_STABLE].sum() >= 6:  # a face crop
-        both = FACE_STABLE[ref_ok[FACE_STABLE] & rest_ok[FACE_STABLE]]
-        if len(both) < 6:
-            return False
-        c_ref, c_rest = ref[both].mean(0), rest[both].mean(0)
-        size_ref = float(np.linalg.norm(ref[both] - c_ref, axis=1).mean())
-        size_rest = float(np.linalg.norm(rest[both] - c_rest, axis=1).mean())
-    else:
+        if size_ref > 1e-6 and abs(size_rest / size_ref - 1.0) <= tolerance and \
+                np.linalg.norm(_neck(rest) - _neck(ref)) <= tolerance * size_ref:
+            return True
+    both = FACE_STABLE[ref_ok[FACE_STABLE] & rest_ok[FACE_STABLE]]
+    if len(both) < 6:  # the face decides when the shoulders do not (face crops, noisy shoulders)
         return False
+    c_ref, c_rest = ref[both].mean(0), rest[both].mean(0)
+    size_ref = float(np.linalg.norm(ref[both] - c_ref, axis=1).mean())
+    size_rest = float(np.linalg.norm(rest[both] - c_rest, axis=1).mean())
     if size_ref < 1e-6 or abs(size_rest / size_ref - 1.0) > tolerance:
         return False
-    return bool(np.linalg.norm(c_rest - c_ref) <= tolerance * size_ref * (1 if ref_ok[sh].all()
-                                                                          else 3))
+    return bool(np.linalg.norm(c_rest - c_ref) <= 3 * tolerance * size_ref)
 
 
 def retarget(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: float = 0.3) -> PoseSequence:

@@ -92,6 +92,20 @@ def test_retarget_identity_and_invariance():
     np.testing.assert_allclose(out.keypoints, base.keypoints, atol=1e-3)
 
 
+def test_fits_reference_skips_retargeting_only_for_the_photos_own_skeleton():
+    ref = make_reference_pose(H, W)
+    own = make_moving_pose(8, H, W)  # moves around the photo's own pose, on its canvas
+    assert align.fits_reference(own.replace(keypoints=np.repeat(ref.keypoints, 3, 0)), ref)
+    other = own.keypoints.copy()
+    other[..., :2] = other[..., :2] * 0.5 + 20.0  # another, smaller person
+    assert not align.fits_reference(own.replace(keypoints=other), ref)
+    face_only = np.repeat(ref.keypoints, 3, 0)
+    face_only[:, K.BODY.start + 5:, 2] = 0.0  # a face crop: no shoulders seen
+    face_only[:, K.FACE, 2] = 1.0
+    assert align.fits_reference(ref.replace(keypoints=face_only), ref.replace(
+        keypoints=face_only[:1]))
+
+
 def test_retarget_keeps_reference_bone_lengths():
     ref = make_reference_pose(H, W)
     drv = ref.keypoints.copy()
