@@ -40,6 +40,14 @@ def build_renderer(name: str, device: str, options: dict[str, Any], dtype: str |
         from csg.errors import ConfigError
 
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    clash = sorted({"device", "dtype"} & set(options))
+    if clash:
+        from csg.errors import ConfigError
+
+        raise ConfigError(f"renderer options: {', '.join(clash)}: device and dtype are run "
+                          "settings, not renderer options (protocol v2); remove them from the "
+                          "renderer YAML and use --device / --dtype (csg run: --set "
+                          "render.dtype=...)")
     return get_renderer(name, device=device, dtype=dtype, **options)
 
 

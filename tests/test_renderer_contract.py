@@ -150,3 +150,12 @@ def test_base_imports_no_renderer():
     names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not any(m.split(".")[0] in ("warp", "diffusers_renderer") or "warp" in m
                    for m in names), names
+
+
+def test_device_in_renderer_options_is_a_one_line_config_error():
+    """device / dtype are factory keywords (the run's), never renderer options from a YAML."""
+    from pose2video.cli import build_renderer
+
+    for key in ("device", "dtype"):
+        with pytest.raises(ConfigError, match="run settings"):
+            build_renderer("warp", "cpu", {key: "cuda"})
