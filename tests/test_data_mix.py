@@ -58,3 +58,17 @@ def test_build_mix_masks_the_face_clips_only(tmp_path):
     assert m[K.FACE].min() == 1 and m[K.LEFT_WRIST] == 0
     c = load_clip(tmp_path / "mix", recs["face__a"])
     assert c.fps == 25.0 and c.poses.shape[0] >= 50   # 40 frames at 30 fps -> 33 at 25, ping-ponged
+
+
+def test_photo_face_ref_moves_a_frames_face_onto_the_reference_nose():
+    from csg.data.mix import photo_face_ref
+
+    rng = np.random.default_rng(0)
+    poses = np.concatenate([rng.uniform(0, 100, (20, 133, 2)), np.ones((20, 133, 1))], -1)
+    ref = poses[0].copy()
+    out = photo_face_ref(poses, ref, np.random.default_rng(3))
+    assert np.allclose(out[K.NOSE_TIP, :2], ref[K.NOSE_TIP, :2])
+    assert np.array_equal(out[:K.FACE.start], ref[:K.FACE.start])      # body untouched
+    t = int(np.random.default_rng(3).integers(0, 20))
+    d = out[K.FACE, :2] - poses[t, K.FACE, :2]
+    assert np.allclose(d, d[0])                                         # the frame's face, shifted

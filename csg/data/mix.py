@@ -86,6 +86,18 @@ def pingpong(poses: np.ndarray, audio: np.ndarray, fps: float, min_frames: int):
     return out_p, fit_to_frames(np.concatenate(parts), len(idx), SAMPLE_RATE, fps)
 
 
+def photo_face_ref(poses: np.ndarray, ref: np.ndarray, g: np.random.Generator) -> np.ndarray:
+    """A reference whose face (68 points and scores) is that of a random frame, moved so its nose
+    tip sits on the reference's: a photo taken mid-sentence has an open mouth, and the model must
+    read the mouth state of the photo instead of assuming it is closed."""
+    t = int(g.integers(0, poses.shape[0]))
+    out = np.array(ref, np.float32, copy=True)
+    shift = ref[K.NOSE_TIP, :2] - poses[t, K.NOSE_TIP, :2]
+    out[K.FACE, :2] = poses[t, K.FACE, :2] + shift
+    out[K.FACE, 2] = poses[t, K.FACE, 2]
+    return out
+
+
 def _link(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
@@ -96,7 +108,8 @@ def _link(src: Path, dst: Path) -> None:
 def build_mix(out: str | os.PathLike, sources: list[tuple], *, fps: float = 25.0,
               min_frames: int = 0, stats: bool = True) -> list[ClipRecord]:
     """Merge dataset roots into ``out``. sources: ``[(root, "whole" | "observed"[, repeat]), ...]``:
-    "whole" clips keep every loss; "observed" clips are resampled to ``fps``, lengthened to
+    "whole" clips keep every loss ("whole_photo_face": half of them get :func:`photo_face_ref`);
+    "observed" clips are resampled to ``fps``, lengthened to
     ``min_frames`` with :func:`pingpong` (e.g. 3 s GRID sentences for 4 s training windows) and
     masked with :func:`observed_mask`. Clip ids get the root's folder name as a prefix; ``repeat``
     (default 1) lists a root's training clips that many times (extra ids ``...#k``, the same npz)
@@ -111,6 +124,14 @@ def build_mix(out: str | os.PathLike, sources: list[tuple], *, fps: float = 25.0
         for rec in read_manifest(src):
             cid = f"{src.name}__{rec.id}"
             npz = f"{CLIPS_DIR}/{cid}.npz"
+            if kind == "whole_photo_face":  # the reference's face from a random frame (below)
+                c = load_clip(src, rec)
+                g = np.random.default_rng([len(recs), rec.num_frames])
+                ref = photo_face_ref(c.poses, c.ref, g) if g.random() < 0.5 else c.ref
+                save_npz(root / npz, poses=c.poses, audio=c.audio, ref=ref, fps=c.fps,
+                         width=c.width, height=c.height)
+                recs.append(replace(rec, id=cid, npz=npz, video=None))
+                continue
             if kind == "whole":
                 dst = root / npz
                 if dst.exists():
