@@ -65,10 +65,11 @@ def test_photo_face_ref_moves_a_frames_face_onto_the_reference_nose():
 
     rng = np.random.default_rng(0)
     poses = np.concatenate([rng.uniform(0, 100, (20, 133, 2)), np.ones((20, 133, 1))], -1)
+    poses = poses.astype(np.float32)
     ref = poses[0].copy()
     out = photo_face_ref(poses, ref, np.random.default_rng(3))
     assert np.allclose(out[K.NOSE_TIP, :2], ref[K.NOSE_TIP, :2])
     assert np.array_equal(out[:K.FACE.start], ref[:K.FACE.start])      # body untouched
     t = int(np.random.default_rng(3).integers(0, 20))
     d = out[K.FACE, :2] - poses[t, K.FACE, :2]
-    assert np.allclose(d, d[0])                                         # the frame's face, shifted
+    assert np.allclose(d, d[0], atol=1e-4)                              # the frame's face, shifted
