@@ -169,15 +169,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
                       mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     out = Path(cfg.out)
     ckdir = out / "checkpoints"
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    # the data is checked before the run folder is written: a bad --data leaves nothing behind
     ds = PoseWindowDataset(cfg.data, "train", window=cfg.window, feature_cfg=cfg.features,
                            augment=False, seed=cfg.seed)
     clips = ds.clips
     if len(ds) < cfg.batch_size:
         raise DataError(f"{cfg.data}: {len(ds)} training windows of {cfg.window} frames, fewer "
                         f"than one batch of {cfg.batch_size}; lower batch_size or window")
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if cfg.augment_variants > 0:
         ds = AugmentedFeatures(ds, cfg.augment_variants, cfg.seed + acc.process_index)
     if cfg.init_from:  # fine-tune: the checkpoint's weights and motion statistics

@@ -342,6 +342,20 @@ def test_default_training_config_found_from_another_folder(tmp_path, monkeypatch
         find_config("configs/audio2pose/nope.yaml")
 
 
+def test_failed_training_leaves_no_run_folder(capsys, tmp_path, monkeypatch):
+    """`csg train audio2pose` from another folder: the default config is found, and a --data with
+    no training clips fails with one line before the run folder (config.yaml) is written."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "manifest.jsonl").write_text("")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["train", "audio2pose", "--data", tmp_path / "empty", "--out",
+                           tmp_path / "run1"])
+    assert rc != 0 and err.count("error:") == 1 and "Traceback" not in err, err
+    assert "unexpected" not in err and not (tmp_path / "run1").exists()
+    assert_untouched(before, tmp_path)
+
+
 # --- csg.outputs rules, directly ------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/dev/null", "/dev/csg-never.mp4", "/proc/self/csg.json",
                                   "/sys/csg.json"])
