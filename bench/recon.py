@@ -264,7 +264,7 @@ def evaluate_clip(renderer: Any, path: Path, args: argparse.Namespace) -> dict[s
     if args.sheets is not None:
         ys, xs = np.nonzero(person_union)
         crop = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) if len(ys) else None
-        s["sheet"] = str(write_sheet(args.sheets / f"{args.sheet_prefix}{path.stem}.jpg", sheet,
+        s["sheet"] = str(write_sheet(args.sheets / f"{args.sheet_prefix}{path.stem}.png", sheet,
                                      path.name, crop))
     return s
 
@@ -294,7 +294,7 @@ def write_sheet(path: Path, cells: list[tuple[int, np.ndarray, np.ndarray, float
                 cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(np.vstack([head, grid]), cv2.COLOR_RGB2BGR),
-                [cv2.IMWRITE_JPEG_QUALITY, 88])
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return path
 
 
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="re-detect every n-th rendered frame (0: no re-detection)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--sheets", type=Path, default=None,
-                    help="folder for contact sheets (JPEG, 8 frames, real over rendered)")
+                    help="folder for contact sheets (PNG, 8 frames, real over rendered)")
     ap.add_argument("--sheet-prefix", default="recon_")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache/csg/recon",
                     help="extracted keypoints are cached here")
