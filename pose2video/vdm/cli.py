@@ -86,7 +86,7 @@ def prepare_personal(videos, out: Path, size: int) -> Path:
         if not dst.exists():
             shutil.copyfile(p, dst)
     cfg = PrepareConfig(size_hw=(size, size), min_face=0.5, min_body=0.5, min_visible=0.5,
-                        min_seconds=1.0, split_by="file")
+                        min_seconds=1.0, split_by="file", margin=1.0)  # most of the frame
     recs = prepare_videos(src, out / "data", cfg)
     if not recs:
         from csg.errors import DataError
