@@ -8,11 +8,10 @@ The test then checks, across the two ranks: different data, identical gradients,
 parameters before every step and at the end (changed from the start), and that ``--resume``
 restores the step-N weights.
 
-Stages: ``STAGES`` maps a stage name to (CLI arguments, data hook); stage 1 (with resume) and
-the PCE sync classifier (no resume in its trainer) are covered. The renderer's training
-(``csg train renderer``) does not exist yet; when it lands, add its entry (tiny config, and a data
-hook if it does not iterate an accelerate-prepared DataLoader) and a test like
-:func:`test_two_process_audio2pose`.
+Stages: ``STAGES`` maps a stage name to (CLI arguments, data hook): stage 1 and the vdm renderer
+(both with resume) and the PCE sync classifier (no resume in its trainer). A new trainer needs its
+entry (tiny config; a data hook if it does not iterate an accelerate-prepared DataLoader) and a
+test like :func:`test_two_process_audio2pose`.
 
 Run time here (2 shared CPU cores, ``make test-slow``): see docs/scale.md.
 """
@@ -91,6 +90,9 @@ STAGES = {
         "classifier", "--region", "nonface", "--config", str(REPO / "configs/classifier/debug.yaml"),
         "--data", data, "--out", out, "--cpu", "--set", f"max_steps={steps}",
         "--set", "eval_every=1000", "--set", "pool_size=4"], _hook_classifier_pairs),
+    "renderer": (lambda data, out, steps: [
+        "renderer", "--config", str(REPO / "configs/pose2video/vdm_tiny.yaml"), "--data", data,
+        "--out", out, "--set", f"max_steps={steps}", "--set", "save_every=1"], _hook_dataloader),
 }
 
 
@@ -254,3 +256,34 @@ def test_two_process_classifier(long_corpus, tmp_path):
     check_two_ranks(read(tmp_path / "rec"), 2)
     assert (out / "final").is_dir()
     print(f"\n2-process classifier: {t:.1f} s for 2 steps")
+
+
+@pytest.fixture(scope="module")
+def frames_corpus(tmp_path_factory):
+    """32x32 avatar frames for the vdm renderer (its tiny config trains on 32-pixel latents)."""
+    from csg.data.synth import SynthConfig, make_corpus
+
+    root = tmp_path_factory.mktemp("frames_corpus")
+    make_corpus(root, SynthConfig(clips=4, seconds=2.0, size_hw=(32, 32), espeak=False),
+                workers=1, progress=False)
+    return root
+
+
+@pytest.mark.slow
+def test_two_process_renderer(frames_corpus, tmp_path):
+    """``csg train renderer`` (vdm): rank 0 builds the latent cache, both train; then --resume."""
+    args, _ = STAGES["renderer"]
+    out = tmp_path / "vdm"
+    t1 = launch(tmp_path / "rec1", ["train", *args(str(frames_corpus), str(out), 2)], free_port())
+    rec1 = read(tmp_path / "rec1")
+    check_two_ranks(rec1, 2)
+    t2 = launch(tmp_path / "rec2", ["train", *args(str(frames_corpus), str(out), 3), "--resume"],
+                free_port())
+    rec2 = read(tmp_path / "rec2")
+    end1 = events(rec1[0], "end")[0]["params"]
+    for r in (0, 1):
+        assert [e["params"] for e in events(rec2[r], "loaded")] == [end1]
+        assert events(rec2[r], "step")[0]["before"] == end1
+    check_two_ranks(rec2, 1)
+    assert json.loads((out / "vdm.json").read_text())["steps"] == 3
+    print(f"\n2-process renderer: {t1:.1f} s for 2 steps, {t2:.1f} s for the resumed step")
