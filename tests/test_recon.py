@@ -1,0 +1,71 @@
+"""bench/recon.py: the reconstruction benchmark on a tiny synthetic clip (no MediaPipe, no ../shared)."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import make_moving_pose, make_reference_pose
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import recon  # noqa: E402
+
+H, W = 96, 128
+
+
+def _clip(tmp_path: Path, frames: int = 6) -> Path:
+    """A clip whose frames are the warp of its frame 0, with the keypoints beside it (npz)."""
+    import cv2
+
+    from csg.video import write_video
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (H // 6, W // 6, 3)).astype(np.uint8)
+    photo = cv2.resize(small, (W, H), interpolation=cv2.INTER_CUBIC)
+    poses = make_moving_pose(frames, H, W)
+    poses.keypoints[0] = make_reference_pose(H, W).keypoints[0]
+    path = tmp_path / "clip.mp4"
+    write_video(path, [photo] * frames, 25.0)
+    np.savez(tmp_path / "clip_mediapipe_kp.npz", coco_wholebody133_2d=poses.keypoints,
+             width=W, height=H, fps=25.0)
+    return path
+
+
+def test_recon_measures_a_clip_and_writes_json(tmp_path, capsys):
+    clip = _clip(tmp_path)
+    out = tmp_path / "r.json"
+    assert recon.main([str(clip), str(tmp_path / "missing"), "--every", "0", "--option",
+                       "segment=false", "--json", str(out), "--sheets", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "skip" in text and "missing" in text  # absent data: one line, no failure
+    rows = json.loads(out.read_text())["clips"]
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["frames"] == 6 and r["keypoints"] == "clip_mediapipe_kp.npz"
+    # frame 0 is the (video-compressed) photo rendered from its own pose: close, finite
+    assert r["psnr0"] > 25 and math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+    assert r["psnr_face"] > 0 and r["fps"] > 0 and r["prepare_s"] >= 0
+    assert Path(r["sheet"]).is_file()
+    assert "| clip |" in text and "frame-0 PSNR" in text
+
+
+def test_pck_groups_known_answer():
+    drv = make_reference_pose(H, W).keypoints.astype(np.float64)
+    det = drv.copy()
+    det[0, 9, 0] += 500.0  # one wrist far off
+    out = recon.pck_groups(det, drv)
+    assert out["pck_wrists"] == pytest.approx(0.5)
+    assert out["pck_elbows"] == 1.0
+
+
+def test_working_size_and_boxes():
+    assert recon.working_size(768, 768, 512) == (512, 512)
+    assert recon.working_size(948, 1280, 512) == (380, 512)
+    kp = make_reference_pose(H, W).keypoints[0].astype(np.float64)
+    b = recon.boxes(kp, (H, W))
+    assert b["person"] is not None and b["face"] is not None
