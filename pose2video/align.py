@@ -172,7 +172,7 @@ def fits_reference(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: fl
     True when both are on the same canvas and the driver's rest skeleton (per-point median) has
     the reference's shoulder width within ``1 +- tolerance`` and its neck within ``tolerance``
     shoulder widths of the reference neck, or failing that (face crops, noisy shoulders) the same
-    holds for the stable face points' centre and spread (centre within ``3 x tolerance`` spreads): a
+    holds for the stable face points' centre and spread (centre within ``5 x tolerance`` spreads): a
     skeleton extracted from the photo's own video, or generated in reference coordinates
     (stage 1). Retargeting such a driver would move the photo's frame-0
     pose away from the photo (the driver's rest is not the photo's pose).
@@ -197,7 +197,7 @@ def fits_reference(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: fl
     size_rest = float(np.linalg.norm(rest[both] - c_rest, axis=1).mean())
     if size_ref < 1e-6 or abs(size_rest / size_ref - 1.0) > tolerance:
         return False
-    return bool(np.linalg.norm(c_rest - c_ref) <= 3 * tolerance * size_ref)
+    return bool(np.linalg.norm(c_rest - c_ref) <= 5 * tolerance * size_ref)
 
 
 def retarget(poses: PoseSequence, ref_pose: PoseSequence, *, threshold: float = 0.3) -> PoseSequence:
