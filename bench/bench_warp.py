@@ -3,8 +3,9 @@
 Usage: ``python bench/bench_warp.py [--frames 200] [--size 512] [--image PATH] [--motion PATH]``
 
 Crops the upper body of a real photo to a square, drives it with the real DWPose sequence
-(retargeted onto the photo, face stabilised: the whole ``render`` path, one frame per chunk) and prints per-frame time, fps, the realtime factor against 25 fps and
-the peak resident memory. Rig preparation (segmentation, masks, inpainting; v2 prepare) is timed apart.
+(retargeted onto the photo, face stabilised: the whole ``render`` path, one frame per chunk) and
+prints per-frame time, fps, the realtime factor against 25 fps and the peak resident memory. Rig
+preparation (segmentation, masks, inpainting; v2 prepare) is timed apart.
 """
 from __future__ import annotations
 

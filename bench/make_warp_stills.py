@@ -29,7 +29,8 @@ def _resize(img: np.ndarray, height: int) -> np.ndarray:
 
 
 def _setup(image_path: Path, motion_path: Path, long_side: int):
-    """(photo, reference, retargeted poses, warp state, renderer) for one photo, downsized to ``long_side``."""
+    """(photo, reference, retargeted poses, warp state, renderer) for one photo, downsized to
+    ``long_side``."""
     import cv2
 
     from csg.extract import extract_pose

@@ -319,8 +319,8 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
     body, away from the arms) and the ring of pixels around the part must match the ring around
     the source best (sum of squared differences) - a one-patch exemplar fill. Parts where no
     such source exists or none matches the ring better than an unrelated texture would (mean
-    squared difference above twice the ring's variance), and pixels whose source is not ``source_ok``, keep
-    ``fallback`` (H, W, 3) (a diffusion fill). Deterministic.
+    squared difference above twice the ring's variance), and pixels whose source is not
+    ``source_ok``, keep ``fallback`` (H, W, 3) (a diffusion fill). Deterministic.
     """
     import cv2
 

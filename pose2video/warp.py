@@ -8,8 +8,9 @@ or pinned to their keypoints, a dense backward map per layer (:mod:`pose2video.m
 ``cv2.remap``, alpha compositing, then the mouth interior (:mod:`pose2video.face`).
 
 Protocol v2: ``prepare(photo, ref_pose)`` builds the rig once per photo (a :class:`WarpState`),
-``render(state, poses)`` streams frames. It is deterministic (``generator`` is accepted and ignored) and runs on the CPU in real time. A
-frame whose pose equals the reference pose returns the photo unchanged (bit-exact).
+``render(state, poses)`` streams frames. It is deterministic (``generator`` is accepted and
+ignored) and runs on the CPU in real time. A frame whose pose equals the reference pose returns
+the photo unchanged (bit-exact).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""bench/recon.py: the reconstruction benchmark on a tiny synthetic clip (no MediaPipe, no ../shared)."""
+"""bench/recon.py: the reconstruction benchmark on a tiny synthetic clip (no MediaPipe, no
+../shared)."""
 from __future__ import annotations
 
 import json

@@ -166,8 +166,8 @@ def test_mouth_is_painted_only_inside_the_lips(toy_rig):
     import cv2
 
     outer = np.zeros(img.shape[:2], np.uint8)  # the face (the toy's outer lips are a line)
-    cv2.fillConvexPoly(outer, cv2.convexHull(np.round(kp[K.FACE.start:K.MOUTH.start, :2]).astype(np.int32)),
-                       1)
+    face = np.round(kp[K.FACE.start:K.MOUTH.start, :2]).astype(np.int32)
+    cv2.fillConvexPoly(outer, cv2.convexHull(face), 1)
     outer = cv2.dilate(outer, np.ones((3, 3), np.uint8)) > 0
     frame = out.copy()
     assert paint_mouth(frame, kp[:, :2], kp[:, 2] > 0.3, rig.mouth) > 0
