@@ -42,6 +42,8 @@ class RenderConfig:
     max_side: int = 512  # the photo is resized so its longer side is at most this (0 = keep)
     config: str | None = None  # renderer YAML (e.g. configs/pose2video/diffusers.yaml)
     dtype: str | None = None  # model renderers' weights: float32 | float16 | bfloat16 (None: theirs)
+    weights: str | None = None  # model renderers' weights folder (e.g. a personalised vdm run);
+    # overrides the YAML's `weights`; a renderer without weights refuses it before any stage runs
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,8 @@ class CoSpeechPipeline:
         if self._renderer_options is None:
             self._renderer_options = resolve_renderer_options(self.config.render.renderer,
                                                               self.config.render.config)
+            if self.config.render.weights:
+                self._renderer_options["weights"] = self.config.render.weights
         return dict(self._renderer_options)
 
     def renderer(self, name: str | None = None):

@@ -238,3 +238,18 @@ def test_bad_renderer_option_fails_before_stage_1(tiny_stage1, scene, monkeypatc
     with pytest.raises(ConfigError, match="no_such_option"):
         pipe(scene["image"], scene["wav"])
     assert (H, W) == scene["image"].shape[:2]
+
+
+def test_render_weights_reach_the_renderer_options_and_a_renderer_without_weights_refuses(tmp_path):
+    """`--set render.weights=DIR` becomes the renderer's `weights` option; warp has none, so it
+    fails when the renderer is built (before any stage), with one config line."""
+    from csg.config import replace_config
+    from csg.errors import ConfigError
+    from pipeline import CoSpeechPipeline
+    from pipeline.config import load_run_config
+
+    cfg = replace_config(load_run_config(), ["render.renderer=vdm", f"render.weights={tmp_path}"])
+    assert CoSpeechPipeline(config=cfg).renderer_options()["weights"] == str(tmp_path)
+    bad = replace_config(load_run_config(), [f"render.weights={tmp_path}"])
+    with pytest.raises(ConfigError, match="weights"):
+        CoSpeechPipeline(config=bad).renderer()
