@@ -159,6 +159,16 @@ def _fail_at_frame(monkeypatch, n: int, action):
 def test_signal_while_rendering_leaves_nothing(capsys, scene, tmp_path, monkeypatch, sig, code,
                                                needle):
     out = tmp_path / "new" / "talk.mp4"
+    # Ctrl-C as a terminal delivers it: a shell starts background jobs (CI, `cmd &`) with SIGINT
+    # ignored, which Python and csg rightly respect, so give this process the default handler
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _signal_run(capsys, tmp_path, monkeypatch, scene, out, sig, code, needle)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _signal_run(capsys, tmp_path, monkeypatch, scene, out, sig, code, needle):
     _fail_at_frame(monkeypatch, 3, lambda: os.kill(os.getpid(), sig))
     before = snapshot(tmp_path)
     rc, err = csg(capsys, run_args(scene, out))
