@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from csg.errors import DataError
+from csg.training import StepLog
 
 from .par import ParConfig, par_weights
 
@@ -207,8 +208,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
         echo(f"resumed from {last} at step {step}")
     order = torch.Generator().manual_seed(cfg.seed + 17 * acc.process_index + step)
     n = pairs["x0"].shape[0]
-    t0, sums, cnt = time.time(), {}, 0
-    metrics = open(out / "metrics.jsonl", "a") if acc.is_main_process else None
+    log = StepLog(acc, out / "metrics.jsonl", cfg.log_every, echo)
     dev = acc.device
     while step < cfg.max_steps:
         idx = torch.randint(n, (cfg.batch_size,), generator=order)
@@ -223,26 +223,14 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
         sched.step()
         opt.zero_grad()
         step += 1
-        logs["loss"] = loss.detach()
-        for key, v in logs.items():
-            sums[key] = sums.get(key, 0.0) + acc.gather_for_metrics(v[None]).mean().item()
-        cnt += 1
-        minutes = (time.time() - t0) / 60
-        done = step >= cfg.max_steps or (cfg.max_minutes > 0 and minutes >= cfg.max_minutes)
-        if step % cfg.log_every == 0 or done:
-            row = {"step": step, "min": round(minutes, 2),
-                   **{k: round(v / cnt, 5) for k, v in sums.items()}}
-            if metrics is not None:
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-            echo(" ".join(f"{k}={v}" for k, v in row.items()))
-            sums, cnt = {}, 0
+        log.add({**logs, "loss": loss})
+        done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
+        log.maybe_write(step, done)
         if step % cfg.save_every == 0 or done:
             _save(acc, ckdir, step)
         if done:
             break
-    if metrics is not None:
-        metrics.close()
+    log.close()
     acc.wait_for_everyone()
     final = out / "final"
     if acc.is_main_process:
@@ -255,7 +243,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
                 cfg.student_steps, "teacher_steps": cfg.teacher_steps or teacher.sampling.steps,
                 "teacher_cfg": teacher.sampling.cfg_scale if cfg.teacher_cfg is None
                 else cfg.teacher_cfg, "pairs": int(n), "optimizer_steps": step,
-                "minutes": round((time.time() - t0) / 60, 2), "data": cfg.data}
+                "minutes": round(log.minutes, 2), "data": cfg.data}
         (final / "distill.json").write_text(json.dumps(note, indent=2) + "\n")
-        echo(f"exported {final} after {step} steps, {(time.time() - t0) / 60:.1f} min")
+        echo(f"exported {final} after {step} steps, {log.minutes:.1f} min")
     return final

@@ -14,13 +14,13 @@ import json
 import logging
 import math
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from csg.config import to_dict
+from csg.training import StepLog
 from csg.errors import ConfigError, DataError
 from csg.features import feature_dim
 
@@ -208,8 +208,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
             echo(f"resumed from {last} at step {step}")
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index + step)
     ac = D.cosine_alphas_cumprod(cfg.diffusion.num_train_timesteps)
-    t0, sums, n = time.time(), {}, 0
-    metrics = open(out / "metrics.jsonl", "a") if acc.is_main_process else None
+    log = StepLog(acc, out / "metrics.jsonl", cfg.log_every, echo)
     model.train()
     while step < cfg.max_steps:
         for batch in loader:
@@ -224,36 +223,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
             if not acc.sync_gradients:
                 continue
             step += 1
-            logs["loss"] = loss.detach()
-            for key, v in logs.items():
-                sums[key] = sums.get(key, 0.0) + acc.gather_for_metrics(v[None]).mean().item()
-            n += 1
-            minutes = (time.time() - t0) / 60
-            done = step >= cfg.max_steps or (cfg.max_minutes > 0 and minutes >= cfg.max_minutes)
-            if step % cfg.log_every == 0 or done:
-                row = {"step": step, "min": round(minutes, 2), "lr": sched.get_last_lr()[0],
-                       **{key: round(v / n, 5) for key, v in sums.items()}}
-                if metrics is not None:
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
-                echo(" ".join(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}"
-                              for key, v in row.items()))
-                sums, n = {}, 0
+            log.add({**logs, "loss": loss})
+            done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
+            log.maybe_write(step, done, lr=sched.get_last_lr()[0])
             if step % cfg.save_every == 0 or done:
                 _save(acc, ckdir, step)
             if done:
                 break
-        if cfg.max_minutes > 0 and (time.time() - t0) / 60 >= cfg.max_minutes:
+        if cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes:
             break
-    if metrics is not None:
-        metrics.close()
+    log.close()
     acc.wait_for_everyone()
     final = out / "final"
     if acc.is_main_process:
         net = acc.unwrap_model(model).float().eval()
         Audio2PosePipeline(net, cfg.features, cfg.fps, cfg.sampling, name=out.name) \
             .save_pretrained(final, dtype=cfg.export_dtype)
-        echo(f"exported {final} after {step} steps, {(time.time() - t0) / 60:.1f} min")
+        echo(f"exported {final} after {step} steps, {log.minutes:.1f} min")
     return final
 
 

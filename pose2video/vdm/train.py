@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import shutil
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 
 from csg.config import to_dict
 from csg.errors import DataError
+from csg.training import StepLog
 
 from .config import VdmTrainConfig
 
@@ -159,8 +159,8 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index + step)
     mc = acc.unwrap_model(model).config
     schedule = NoiseSchedule.cosine(mc.num_train_timesteps, mc.prediction_type)
-    t0, sums, n, epoch = time.time(), {}, 0, 0
-    metrics = open(out / "metrics.jsonl", "a") if acc.is_main_process else None
+    epoch = 0
+    log = StepLog(acc, out / "metrics.jsonl", cfg.log_every, echo)
     model.train()
     done = step >= cfg.max_steps
     while not done:
@@ -175,32 +175,18 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
             sched.step()
             opt.zero_grad()
             step += 1
-            logs["loss"] = loss.detach()
-            for key, v in logs.items():
-                sums[key] = sums.get(key, 0.0) + acc.gather_for_metrics(v[None]).mean().item()
-            n += 1
-            minutes = (time.time() - t0) / 60
-            done = step >= cfg.max_steps or (cfg.max_minutes > 0 and minutes >= cfg.max_minutes)
-            if step % cfg.log_every == 0 or done:
-                row = {"step": step, "min": round(minutes, 2), "lr": sched.get_last_lr()[0],
-                       **{key: round(v / n, 5) for key, v in sums.items()}}
-                if metrics is not None:
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
-                echo(" ".join(f"{key}={v:.4g}" if isinstance(v, float) else f"{key}={v}"
-                              for key, v in row.items()))
-                sums, n = {}, 0
+            log.add({**logs, "loss": loss})
+            done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
+            log.maybe_write(step, done, lr=sched.get_last_lr()[0])
             if step % cfg.save_every == 0 or done:
                 _save(acc, ckdir, step)
             if done:
                 break
-    if metrics is not None:
-        metrics.close()
+    log.close()
     acc.wait_for_everyone()
     if acc.is_main_process:
-        export(acc.unwrap_model(model), cfg, out, steps=step,
-               minutes=(time.time() - t0) / 60, init=init)
-        echo(f"exported {out} after {step} steps, {(time.time() - t0) / 60:.1f} min")
+        export(acc.unwrap_model(model), cfg, out, steps=step, minutes=log.minutes, init=init)
+        echo(f"exported {out} after {step} steps, {log.minutes:.1f} min")
     return out
 
 
