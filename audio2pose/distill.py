@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from csg.errors import DataError
-from csg.training import StepLog
+from csg.training import StepLog, latest_checkpoint, save_checkpoint
 
 from .par import ParConfig, par_weights
 
@@ -171,7 +171,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
     from csg.data import PoseWindowDataset
 
     from .pipeline import Audio2PosePipeline, resolve_checkpoint
-    from .train import _latest, _save, lr_lambda
+    from .train import lr_lambda
 
     if cfg.student_steps < 1:
         raise DataError(f"student_steps must be >= 1, got {cfg.student_steps}")
@@ -202,7 +202,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     student, opt, sched = acc.prepare(student, opt, sched)
     step = 0
-    if resume and (last := _latest(ckdir)) is not None:
+    if resume and (last := latest_checkpoint(ckdir)) is not None:
         acc.load_state(str(last))
         step = json.loads((last / "trainer.json").read_text())["step"]
         echo(f"resumed from {last} at step {step}")
@@ -227,7 +227,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
         done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
         log.maybe_write(step, done)
         if step % cfg.save_every == 0 or done:
-            _save(acc, ckdir, step)
+            save_checkpoint(acc, ckdir, step)
         if done:
             break
     log.close()

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from csg.config import to_dict
-from csg.training import StepLog
+from csg.training import StepLog, latest_checkpoint, save_checkpoint
 from csg.errors import ConfigError, DataError
 from csg.features import feature_dim
 
@@ -199,7 +198,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
     step = 0
     if resume:
-        last = _latest(ckdir)
+        last = latest_checkpoint(ckdir)
         if last is None:
             echo(f"no checkpoint under {ckdir}; starting from scratch")
         else:
@@ -227,7 +226,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
             done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
             log.maybe_write(step, done, lr=sched.get_last_lr()[0])
             if step % cfg.save_every == 0 or done:
-                _save(acc, ckdir, step)
+                save_checkpoint(acc, ckdir, step)
             if done:
                 break
         if cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes:
@@ -241,21 +240,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
             .save_pretrained(final, dtype=cfg.export_dtype)
         echo(f"exported {final} after {step} steps, {log.minutes:.1f} min")
     return final
-
-
-def _save(acc, ckdir: Path, step: int) -> None:
-    """accelerate save_state to ckdir/step_N plus the step counter; keep the two newest."""
-    path = ckdir / f"step_{step:07d}"
-    acc.save_state(str(path))
-    if acc.is_main_process:
-        (path / "trainer.json").write_text(json.dumps({"step": step}))
-        for old in sorted(ckdir.glob("step_*"))[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _latest(ckdir: Path) -> Path | None:
-    done = [p for p in sorted(ckdir.glob("step_*")) if (p / "trainer.json").is_file()]
-    return done[-1] if done else None
 
 
 if __name__ == "__main__":  # pragma: no cover - `accelerate launch -m audio2pose.train ...`

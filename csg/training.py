@@ -1,5 +1,5 @@
-"""What every training loop of csg shares: the per-step log (stage 1, the sync classifiers' trainer
-aside, the vdm renderer and the few-step students).
+"""What every training loop of csg shares: the per-step log and resumable checkpoints (stage 1,
+the vdm renderer and the few-step students; the sync classifiers' trainer aside).
 
 ``StepLog`` keeps running sums of the per-step logs (each value averaged over processes with
 accelerate's ``gather_for_metrics``), and every ``log_every`` steps (or at the last step) writes one
@@ -9,9 +9,28 @@ torch import here; the accelerator and the tensors come from the caller.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+
+def save_checkpoint(acc, ckdir: Path, step: int, keep: int = 2) -> Path:
+    """accelerate ``save_state`` to ``ckdir/step_N`` plus the step counter (``trainer.json``, written
+    last, so a half-written checkpoint is never resumed); keeps the ``keep`` newest."""
+    path = Path(ckdir) / f"step_{step:07d}"
+    acc.save_state(str(path))
+    if acc.is_main_process:
+        (path / "trainer.json").write_text(json.dumps({"step": step}))
+        for old in sorted(Path(ckdir).glob("step_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def latest_checkpoint(ckdir: Path) -> Path | None:
+    """The newest complete ``step_N`` folder under ``ckdir`` (one with ``trainer.json``), or None."""
+    done = [p for p in sorted(Path(ckdir).glob("step_*")) if (p / "trainer.json").is_file()]
+    return done[-1] if done else None
 
 
 class StepLog:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 from csg.config import to_dict
 from csg.errors import DataError
-from csg.training import StepLog
+from csg.training import StepLog, latest_checkpoint, save_checkpoint
 
 from .config import VdmTrainConfig
 
@@ -149,7 +148,7 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
     step = 0
     if resume:
-        last = _latest(ckdir)
+        last = latest_checkpoint(ckdir)
         if last is None:
             echo(f"no checkpoint under {ckdir}; starting from scratch")
         else:
@@ -179,7 +178,7 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
             done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
             log.maybe_write(step, done, lr=sched.get_last_lr()[0])
             if step % cfg.save_every == 0 or done:
-                _save(acc, ckdir, step)
+                save_checkpoint(acc, ckdir, step)
             if done:
                 break
     log.close()
@@ -203,18 +202,3 @@ def export(model, cfg: VdmTrainConfig, out: Path, *, steps: int, minutes: float,
             "data": list(cfg.data), "steps": steps, "minutes": round(minutes, 1),
             "init": init, "par": asdict(cfg.par)}
     (out / EXPORT_NOTE).write_text(json.dumps(note, indent=1, default=str))
-
-
-def _save(acc, ckdir: Path, step: int) -> None:
-    """accelerate save_state to ckdir/step_N plus the step counter; keep the two newest."""
-    path = ckdir / f"step_{step:07d}"
-    acc.save_state(str(path))
-    if acc.is_main_process:
-        (path / "trainer.json").write_text(json.dumps({"step": step}))
-        for old in sorted(ckdir.glob("step_*"))[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _latest(ckdir: Path) -> Path | None:
-    done = [p for p in sorted(ckdir.glob("step_*")) if (p / "trainer.json").is_file()]
-    return done[-1] if done else None
