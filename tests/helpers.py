@@ -64,3 +64,31 @@ def make_moving_pose(num_frames: int = 16, height: int = 480, width: int = 640,
     kps[:, K.INNER_LIPS.start + 5:K.INNER_LIPS.stop - 0, 1] += np.abs(wave) * 0.3
     kps[..., :2] += rng.normal(0, 0.2, kps[..., :2].shape)
     return PoseSequence(kps.astype(np.float32), fps=fps, width=width, height=height)
+
+
+def speech_like(seconds: float, sr: int = 16000) -> np.ndarray:
+    """A voiced-sounding test signal: a 160 Hz tone gated at 2.5 Hz (syllable-like bursts)."""
+    t = np.arange(int(seconds * sr)) / sr
+    env = np.clip(np.sin(2 * np.pi * 2.5 * t), 0, None)
+    return (0.3 * env * np.sin(2 * np.pi * 160 * t)).astype(np.float32)
+
+
+def save_tiny_stage1(folder):
+    """A tiny Audio2PosePipeline (random weights, 2 steps) saved with save_pretrained to ``folder``.
+
+    Small motion statistics keep the random model's skeletons near the reference, as a trained
+    model's are (the warp renderer refuses a person far off the photo)."""
+    import torch
+
+    from audio2pose.config import SamplingConfig
+    from audio2pose.model import PoseDenoiser
+    from audio2pose.pipeline import Audio2PosePipeline
+    from csg.features import AudioFeatureConfig, feature_dim
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # test-only: fixes the random init of the tiny model
+        feats = AudioFeatureConfig(n_mels=8, context=1)
+        model = PoseDenoiser(audio_dim=feature_dim(feats), dim=32, depth=1, heads=2, ff_mult=2)
+    model.set_coord_stats(torch.zeros(133, 2), torch.full((133, 2), 0.05))
+    pipe = Audio2PosePipeline(model, feats, 25.0, SamplingConfig(window=16, overlap=4, steps=2))
+    return pipe.save_pretrained(folder)

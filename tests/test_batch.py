@@ -6,40 +6,19 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
 from csg.cli import main
+from tests.helpers import save_tiny_stage1, speech_like
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PHOTO = EXAMPLES / "images" / "moore_anyone-3.png"
 
 
-def speech_like(seconds: float, sr: int = 16000) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    env = np.clip(np.sin(2 * np.pi * 2.5 * t), 0, None)
-    return (0.3 * env * np.sin(2 * np.pi * 160 * t)).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def tiny_stage1(tmp_path_factory):
-    """A tiny Audio2PosePipeline saved with save_pretrained: random weights, 2 steps."""
-    import torch
-
-    from audio2pose.config import SamplingConfig
-    from audio2pose.model import PoseDenoiser
-    from audio2pose.pipeline import Audio2PosePipeline
-    from csg.features import AudioFeatureConfig, feature_dim
-
-    torch.manual_seed(0)  # test-only: fixes the random init of the tiny model
-    feats = AudioFeatureConfig(n_mels=8, context=1)
-    model = PoseDenoiser(audio_dim=feature_dim(feats), dim=32, depth=1, heads=2, ff_mult=2)
-    # small motion statistics: the skeletons stay near the reference, as a trained model's do
-    # (the warp renderer refuses a person far off the photo)
-    model.set_coord_stats(torch.zeros(133, 2), torch.full((133, 2), 0.05))
-    pipe = Audio2PosePipeline(model, feats, 25.0, SamplingConfig(window=16, overlap=4, steps=2))
-    return pipe.save_pretrained(tmp_path_factory.mktemp("tiny") / "stage1")
+    return save_tiny_stage1(tmp_path_factory.mktemp("tiny") / "stage1")
 
 
 @pytest.fixture(scope="module")
