@@ -14,23 +14,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from csg.canvas import rescale_pose, resize_to_working
 from csg.pose import PoseSequence
 
 logger = logging.getLogger(__name__)
-
-
-def working_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """(H, W) with the longer side <= ``max_side`` (0: unchanged), both even (H.264 needs it)."""
-    scale = 1.0 if max_side <= 0 else min(1.0, max_side / max(height, width))
-    return (max(2, int(round(height * scale)) // 2 * 2), max(2, int(round(width * scale)) // 2 * 2))
-
-
-def rescale(pose: PoseSequence, height: int, width: int) -> PoseSequence:
-    """``pose`` mapped onto a ``height`` x ``width`` canvas (scores kept)."""
-    k = pose.keypoints.copy()
-    k[..., 0] *= width / pose.width
-    k[..., 1] *= height / pose.height
-    return pose.replace(keypoints=k, width=width, height=height)
 
 
 class RenderCache:
@@ -44,12 +31,8 @@ class RenderCache:
     def __init__(self, image: np.ndarray, ref_pose: Callable[[], PoseSequence], *,
                  max_side: int = 512, device: str = "cpu",
                  options: dict[str, dict[str, Any]] | None = None):
-        import cv2
-
-        self.size_hw = working_size(image.shape[0], image.shape[1], max_side)
-        h, w = self.size_hw
-        self.image = image if (h, w) == image.shape[:2] else cv2.resize(
-            image, (w, h), interpolation=cv2.INTER_AREA)
+        self.image = resize_to_working(image, max_side)
+        self.size_hw = self.image.shape[:2]
         self._ref_pose = ref_pose
         self.device = device
         self.options = dict(options or {})  # name -> options over the packaged YAML
@@ -67,7 +50,7 @@ class RenderCache:
                 if self.device != "cpu":  # protocol v2 factories take device=
                     opts["device"] = self.device
                 r = get_renderer(name, **opts)
-                ref = rescale(self._ref_pose(), *self.size_hw)
+                ref = rescale_pose(self._ref_pose(), *self.size_hw)
                 state = r.prepare(self.image, ref) if hasattr(r, "prepare") else None
                 self._built[name] = (r, state)
             return self._built[name]
@@ -79,13 +62,13 @@ class RenderCache:
         import torch
 
         r, state = self.get(name)
-        work = rescale(poses, *self.size_hw)
+        work = rescale_pose(poses, *self.size_hw)
         gen = torch.Generator().manual_seed(int(seed))
         if state is not None:
             yield from r.render(state, work, audio=audio, generator=gen, callback=callback,
                                 progress=False)
         else:  # protocol v1
-            ref = rescale(self._ref_pose(), *self.size_hw)
+            ref = rescale_pose(self._ref_pose(), *self.size_hw)
             yield from r.render(self.image, work, ref_pose=ref, audio=audio, generator=gen,
                                 callback=callback, progress=False)
 
