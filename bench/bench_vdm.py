@@ -25,7 +25,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=24)
     ap.add_argument("--size", type=int, default=0, help="working long side (0: checkpoint's)")
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=0, help="0: the checkpoint's (12 for the teacher)")
+    ap.add_argument("--attention", default="", help="dense | global | global+local")
     ap.add_argument("--weights", default="")
     ap.add_argument("--config", default="", help="time an untrained model of this config")
     ap.add_argument("--device", default="cpu")
@@ -54,6 +55,7 @@ def main() -> None:
         parts["note"] = {"codec": cfg.codec, "size": cfg.size, "window": cfg.window,
                          "carry": cfg.carry, "features": asdict(cfg.features)}
     r = vdm_factory(weights=args.weights, size=args.size, steps=args.steps, device=args.device,
+                    attention=args.attention,
                     **parts)
     H = W = 512
     photo = np.full((H, W, 3), 200, np.uint8)
@@ -82,8 +84,8 @@ def main() -> None:
     wall = time.perf_counter() - t0
     params = sum(p.numel() for p in r.model.parameters()) / 1e6
     print(f"model                : {args.config or 'checkpoint'} ({params:.2f} M params), working "
-          f"size {state.work_hw}, window {r.window} / overlap {r.overlap}, {args.steps} steps, "
-          f"CFG pose {r.config.cfg_pose}")
+          f"size {state.work_hw}, window {r.window} / overlap {r.overlap}, {r.steps} steps, "
+          f"CFG pose {r.cfg_pose}, attention {r.attention}")
     print(f"device / threads     : {args.device} / {torch.get_num_threads()}")
     print(f"prepare (encode ref) : {t_prep:.2f} s")
     print(f"denoiser             : {timing['denoise'] / n:.3f} s per frame")

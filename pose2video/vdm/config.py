@@ -27,6 +27,8 @@ class VdmModelConfig:
     max_frames: int = 64  # longest window (context + noisy frames)
     num_train_timesteps: int = 1000  # diffusion steps of the training schedule
     prediction_type: str = "v_prediction"  # "v_prediction" | "epsilon" | "sample"
+    attention: str = "dense"  # cross-frame attention: "dense" | "global" | "global+local" (sparse.py)
+    attention_topk: int = 2  # K past frames of the global mask
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,20 @@ class VdmRenderConfig:
     codec: str = ""  # "" : the codec the checkpoint was trained with; "taef2" | "autoencoder_kl"
     codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2)
     size: int = 0  # working resolution (long side, px); 0 : the checkpoint's training size
-    steps: int = 12  # DDIM steps (trailing spacing)
+    steps: int = 0  # DDIM steps (trailing spacing); 0 : the checkpoint's vdm.json "render", else 12
     eta: float = 0.0  # DDIM eta (0: deterministic given the initial noise)
-    cfg_pose: float = 2.0  # classifier-free guidance scale on the pose (1: off)
-    cfg_audio: float = 1.0  # classifier-free guidance scale on the audio (1: off)
+    cfg_pose: float = 0.0  # pose CFG scale (1: off); 0 : the checkpoint's "render", else 2.0
+    cfg_audio: float = 0.0  # audio CFG scale (1: off); 0 : the checkpoint's "render", else 1.0
+    attention: str = ""  # cross-frame attention "dense" | "global" | "global+local"; "" : the model's
+    attention_topk: int = 0  # K past frames of the global mask; 0 : the model's
     window: int = 0  # frames per model window incl. carried ones; 0 : the training window
     overlap: int = -1  # frames carried between windows; -1 : the training `carry`
     threshold: float = 0.3  # keypoint score below which the skeleton map omits a point
+    # PCE sync-classifier guidance on the latents (PAHA Eq. 8-12, docs/guidance.md, stage 2)
+    guidance: str = "none"  # "none" | "sg" (sequential) | "dg" (differential)
+    guidance_weights: str = ""  # folder of classifier_face/ + classifier_nonface/; "" : embedded
+    lambda_nonface: float = 1.0  # λ_nf, Eq. 8
+    lambda_face: float = 0.1  # λ_f, Eq. 9
+    lambda_diff: float = 0.25  # λ_diff, Eq. 12 (dg)
+    guided_fraction: float = 0.5  # r: guide the first r of the DDIM steps
+    dg_form: str = "residual"  # "residual" | "literal" (Eq. 12 as printed)

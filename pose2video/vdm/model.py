@@ -16,7 +16,9 @@ Conditioning:
 - **time**: per-frame AdaLN-zero modulation from the frame's diffusion timestep (context frames use
   t = 0 plus a learned "clean context" embedding).
 - **attention**: factorised: spatial self-attention within a frame, temporal self-attention across
-  frames at each patch position, both ``torch.nn.functional.scaled_dot_product_attention``.
+  frames at each patch position, both ``torch.nn.functional.scaled_dot_product_attention``; or,
+  given a ``sparse`` plan (:mod:`pose2video.vdm.sparse`, IASA's global top-K and local region
+  masks), the temporal attention gathers only the selected frames' keys and values.
 - **positions**: 2D sine-cosine on *normalised* patch coordinates (``pos_grid`` x fraction of the
   height / width), so a model trained at 256 px runs at 512 px on the same position range; temporal
   sine-cosine on the frame index.
@@ -105,6 +107,24 @@ class Attention(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v)
         return self.proj(o.transpose(1, 2).reshape(B, N, D))
 
+    def gathered(self, x: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sparse cross-frame self-attention (:mod:`pose2video.vdm.sparse`).
+
+        x: (B, F, N, D) tokens; index: (B, F, S) frames each query frame attends to; mask:
+        (B, F, N or 1, S) bool. Token (f, p) attends to the tokens (index[f, s], p) where the mask
+        holds: only those S keys and values are gathered, so the work is F x S per position
+        (instead of F x F), with no dense score matrix."""
+        B, Fr, N, D = x.shape
+        h = self.heads
+        q = self.q(x).view(B, Fr, N, h, D // h)
+        k, v = self.kv(x).view(B, Fr, N, 2, h, D // h).unbind(3)
+        b = torch.arange(B, device=x.device)[:, None, None]
+        kg, vg = k[b, index], v[b, index]  # (B, F, S, N, h, d)
+        att = torch.einsum("bfnhd,bfsnhd->bfnhs", q, kg) * (D // h) ** -0.5
+        att = att.masked_fill(~mask[:, :, :, None, :], float("-inf")).softmax(-1)
+        o = torch.einsum("bfnhs,bfsnhd->bfnhd", att, vg)
+        return self.proj(o.reshape(B, Fr, N, D))
+
 
 class Block(nn.Module):
     """AdaLN-zero spatial attention, temporal attention, audio cross-attention and MLP.
@@ -128,7 +148,8 @@ class Block(nn.Module):
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, audio: torch.Tensor,
+                sparse: dict | None = None) -> torch.Tensor:
         B, Fr, N, D = x.shape
         mods = self.ada(F.silu(c))[:, :, None].chunk(12, dim=-1)  # each (B, F, 1, D)
 
@@ -137,8 +158,12 @@ class Block(nn.Module):
 
         h = mod(self.norm1, 0, x).reshape(B * Fr, N, D)
         x = x + mods[2] * self.spatial(h).view(B, Fr, N, D)
-        h = mod(self.norm2, 1, x).transpose(1, 2).reshape(B * N, Fr, D)
-        x = x + mods[5] * self.temporal(h).view(B, N, Fr, D).transpose(1, 2)
+        if sparse is None:
+            h = mod(self.norm2, 1, x).transpose(1, 2).reshape(B * N, Fr, D)
+            x = x + mods[5] * self.temporal(h).view(B, N, Fr, D).transpose(1, 2)
+        else:
+            x = x + mods[5] * self.temporal.gathered(mod(self.norm2, 1, x), sparse["index"],
+                                                     sparse["mask"])
         h = mod(self.norm3, 2, x).reshape(B * Fr, N, D)
         a = audio.reshape(B * Fr, audio.shape[2], D)
         x = x + mods[8] * self.cross(h, a).view(B, Fr, N, D)
@@ -156,10 +181,14 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
                  depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, audio_dim: int = 34,
                  audio_context: int = 2, pose_guider_channels: int = 16, pos_grid: float = 16.0,
                  max_frames: int = 64, num_train_timesteps: int = 1000,
-                 prediction_type: str = "v_prediction", sample_size: int = 256):
+                 prediction_type: str = "v_prediction", sample_size: int = 256,
+                 attention: str = "dense", attention_topk: int = 2):
         super().__init__()
         if width % heads or width % 4:
             raise ValueError(f"width {width} must be divisible by heads {heads} and by 4")
+        from .sparse import check_mode
+
+        check_mode(attention)  # the cross-frame attention the model was trained with
         C, p, D = latent_channels, patch_size, width
         self.gradient_checkpointing = False
         self.patch_embed = nn.Linear(C * p * p, D)
@@ -196,9 +225,11 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
     def forward(self, context: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor,
                 pose_maps: torch.Tensor, audio: torch.Tensor, *,
                 drop_pose: torch.Tensor | None = None, drop_audio: torch.Tensor | None = None,
-                return_dict: bool = True):
+                sparse: dict | None = None, return_dict: bool = True):
         """Predict for ``noisy`` (module doc for shapes). ``drop_pose`` / ``drop_audio``: (B,) bool,
-        True replaces that sample's pose maps / audio tokens by the learned null condition."""
+        True replaces that sample's pose maps / audio tokens by the learned null condition.
+        ``sparse``: the pose-guided sparse cross-frame attention plan
+        (:func:`pose2video.vdm.sparse.plan_tensors`, batch 1 or B); None: dense."""
         cfg = self.config
         B, K = context.shape[:2]
         T = noisy.shape[1]
@@ -240,11 +271,18 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
         if drop_audio is not None:
             is_null = is_null | drop_audio.view(B, 1).to(x.device)
         a = torch.where(is_null[..., None, None], null, a)
+        if sparse is not None:
+            idx, msk = sparse["index"].to(x.device), sparse["mask"].to(x.device)
+            if idx.shape[1] != Fr or msk.shape[2] not in (1, gh * gw):
+                raise ValueError(f"sparse plan for {idx.shape[1]} frames / {msk.shape[2]} tokens, "
+                                 f"the window has {Fr} frames / {gh * gw} tokens")
+            sparse = {"index": idx.expand(B, *idx.shape[1:]),
+                      "mask": msk.expand(B, *msk.shape[1:])}
         for blk in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, c, a, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(blk, x, c, a, sparse, use_reentrant=False)
             else:
-                x = blk(x, c, a)
+                x = blk(x, c, a, sparse)
         shift, scale = self.ada_out(F.silu(c))[:, :, None].chunk(2, -1)
         x = self.out(self.norm_out(x) * (1 + scale) + shift)
         out = self._unpatchify(x[:, K:], h, w)

@@ -118,6 +118,16 @@ class VdmRenderer:
                                 config.codec_path or self.note.get("codec_path") or None,
                                 device=device)
         self.codec = codec
+        # sampler defaults: the option, else the checkpoint's vdm.json "render" (a few-step
+        # student: 1 step, no CFG), else the teacher's 12 steps with pose CFG 2
+        rd = self.note.get("render", {})
+        self.steps = int(config.steps or rd.get("steps", 12))
+        self.cfg_pose = float(config.cfg_pose or rd.get("cfg_pose", 2.0))
+        self.cfg_audio = float(config.cfg_audio or rd.get("cfg_audio", 1.0))
+        from .sparse import check_mode
+
+        self.attention = check_mode(config.attention or self.model.config.get("attention", "dense"))
+        self.attention_topk = int(config.attention_topk or self.model.config.get("attention_topk", 2))
         self.size = int(config.size or self.note.get("size", 256))
         self.window = int(config.window or self.note.get("window", 8))
         self.overlap = int(config.overlap if config.overlap >= 0 else self.note.get("carry", 2))
@@ -126,6 +136,9 @@ class VdmRenderer:
 
             raise ConfigError(f"vdm: overlap ({self.overlap}) must be in [0, window "
                               f"{self.window})")
+        from .classifier import renderer_guidance  # PCE (render.guidance); None when "none"
+
+        self.guidance, self._guide = renderer_guidance(config, device=device), None
 
     # --- protocol v2 ------------------------------------------------------------------------------
     def prepare(self, ref_image: np.ndarray, ref_pose: PoseSequence | None = None) -> VdmState:
@@ -221,13 +234,28 @@ class VdmRenderer:
             context = torch.cat([state.ref_latent[:, None], carried], 1)
             maps = torch.cat([ref_map, pose_maps(kp[a - k:b], work, self.config.threshold)])
             aud = torch.cat([torch.zeros_like(tok[:1]), tok[a - k:b]])
-            new = self._sample(context, maps[None], aud[None], b - a, has_audio, gen)
+            from .classifier import window_guide  # PCE guide of this window, read by _sample
+
+            self._guide = window_guide(self.guidance, kp[a:b], tok[a:b], work, has_audio)
+            sparse = self.sparse_plan(np.concatenate([state.ref_pose[None], kp[a - k:b]]), work)
+            new = self._sample(context, maps[None], aud[None], b - a, has_audio, gen, sparse)
             if on_window is not None:
                 on_window(j, context, new)
             prev = torch.cat([carried, new], 1)
             yield self._decode(new[0], (poses.height, poses.width))
 
-    def _sample(self, context, maps, aud, n: int, has_audio: bool, gen):
+    def sparse_plan(self, kp: np.ndarray, work_hw: tuple[int, int]):
+        """The sparse cross-frame attention plan of one window (``kp``: its frames' skeletons,
+        reference first, on the working canvas), or None for dense attention."""
+        from .sparse import build_plan, plan_tensors
+
+        p = self.model.config.patch_size
+        plan = build_plan(kp, self.attention, self.attention_topk, work_hw,
+                          (work_hw[0] // (8 * p), work_hw[1] // (8 * p)),
+                          threshold=self.config.threshold)
+        return None if plan is None else plan_tensors([plan], self.device)
+
+    def _sample(self, context, maps, aud, n: int, has_audio: bool, gen, sparse=None):
         import torch
 
         from csg.diffusion.sampling import classifier_free, ddim_sample, randn
@@ -246,19 +274,20 @@ class VdmRenderer:
                 drop_audio = torch.ones(B, dtype=torch.bool, device=x.device)
             tt = torch.full((B,), int(t), dtype=torch.long, device=x.device)
             return m(rep(context), x, tt, rep(maps), rep(aud), drop_pose=drop_pose,
-                     drop_audio=drop_audio).sample
+                     drop_audio=drop_audio, sparse=sparse).sample
 
         def pose_level(x, t, drop_pose):
             def audio_level(x2, t2, drop_audio):
                 dp = None if drop_pose is None else drop_pose.repeat(x2.shape[0] // x.shape[0])
                 return model_fn(x2, t2, dp, drop_audio)
-            return classifier_free(audio_level, self.config.cfg_audio if has_audio else 1.0)(x, t)
+            return classifier_free(audio_level, self.cfg_audio if has_audio else 1.0)(x, t)
 
-        fn = classifier_free(pose_level, self.config.cfg_pose)
+        fn = classifier_free(pose_level, self.cfg_pose)
         schedule = NoiseSchedule.cosine(mc.num_train_timesteps, mc.prediction_type)
-        ts = timesteps(mc.num_train_timesteps, self.config.steps, "trailing")
+        ts = timesteps(mc.num_train_timesteps, self.steps, "trailing")
         x = randn((1, n, mc.latent_channels, h, w), gen, device=dev, dtype=dt)
-        return ddim_sample(fn, x, ts, schedule, generator=gen, eta=self.config.eta)
+        return ddim_sample(fn, x, ts, schedule, generator=gen, eta=self.config.eta,
+                           guide=self._guide)
 
     def _decode(self, lat, size_hw: tuple[int, int]) -> np.ndarray:
         """(n, C, h, w) latents -> (n, H, W, 3) uint8 at the photo size."""
