@@ -109,6 +109,8 @@ def train() -> None:
 @cli.group(cls=LazyGroup, lazy={
     "audio2pose": ("audio2pose.distill_cli:distill_audio2pose",
                    "Stage-1 student: k DDIM steps, no CFG (trajectory distillation)."),
+    "vdm": ("pose2video.vdm.distill_cli:distill_vdm",
+            "vdm student: k DDIM steps, no CFG, sparse attention, region loss."),
 })
 def distill() -> None:
     """Few-step students distilled from the diffusion stages, through accelerate."""
