@@ -168,3 +168,13 @@ def test_pairs_kinds_and_training_smoke(tmp_path):
     assert set(res["val"]) == {f"t/T={f:.2f}" for f in cfg.eval_t_fracs}
     assert (tmp_path / "o" / "final" / "config.json").is_file()
     assert (tmp_path / "o" / "pool_train.pt").is_file()
+
+
+@pytest.mark.parametrize("W,L,shift", [(16, 8, 8), (16, 4, 8), (48, 6, 8), (10, 2, 3)])
+def test_shift_starts_always_valid(W, L, shift):
+    from pose2video.vdm.classifier_data import shift_starts
+
+    a, b = shift_starts(W, L, shift, torch.Generator().manual_seed(0), 500)
+    assert ((a - b).abs() >= shift).all()
+    assert (a >= 0).all() and (b >= 0).all() and (a <= W - L).all() and (b <= W - L).all()
+    assert (a < b).any() and (a > b).any()

@@ -138,15 +138,17 @@ def crop(x: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def shift_starts(W: int, length: int, min_shift: int, g: torch.Generator, batch: int):
-    """(pose starts, audio starts) (B,), (B,) with |a - b| >= min_shift, windows inside [0, W)."""
+    """(pose starts, audio starts) (B,), (B,) with |a - b| >= min_shift, windows inside [0, W).
+
+    A gap d is drawn uniformly in [min_shift, W - length], then a start in [0, W - length - d]
+    and a random order, so every pair is valid (no rejection)."""
     room = W - length
     if room < min_shift:
         raise ValueError(f"clip of {W} frames too short for length {length} + shift {min_shift}")
-    a = torch.randint(0, room + 1, (batch,), generator=g)
-    b = torch.randint(0, room + 1, (batch,), generator=g)
-    far = (a - b).abs() >= min_shift
-    b = torch.where(far, b, torch.where(a + min_shift <= room, a + min_shift, a - min_shift))
-    return a, b
+    d = torch.randint(min_shift, room + 1, (batch,), generator=g)
+    lo = (torch.rand(batch, generator=g) * (room - d + 1)).floor().long()
+    swap = torch.rand(batch, generator=g) < 0.5
+    return torch.where(swap, lo + d, lo), torch.where(swap, lo, lo + d)
 
 
 def noise_to(x0: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
