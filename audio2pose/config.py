@@ -39,6 +39,9 @@ class SamplingConfig:
     savgol: int = 7  # Savitzky-Golay window (frames, odd) on the output, as CSG does; 0: off
     one_euro: bool = False  # per-region One-Euro filter after it (csg.smoothing.REGION_CUTOFFS)
     ease_in: int = 0  # frames over which the output eases out of the reference (0: off)
+    one_euro_arms: bool = False  # One-Euro on elbows, wrists, hands only (head, face, torso unfiltered)
+    mouth_scale: float = 1.0  # jaw and lip motion x this (audio2pose.postprocess.scale_mouth; 1: off)
+    idle: float = 0.0  # gain of the corpus's head/torso process added to the output (0: off)
 
 
 @dataclass(frozen=True)

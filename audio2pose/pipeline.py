@@ -170,24 +170,54 @@ class Audio2PosePipeline:
         scores = out.scores[0].float().cpu().numpy()
         scores = np.where(ref_kp[None, :, 2] > RELIABLE, scores, 0.0)  # absent in ref: absent
         xy[0], scores[0] = ref_kp[:, :2], ref_kp[:, 2]
-        if s.one_euro or s.ease_in > 0:  # low-latency jitter filter; start out of the reference
-            from csg.smoothing import ease_from, one_euro_regions
-
-            if s.one_euro:
-                xy = one_euro_regions(xy, self.fps).astype(np.float32)
-            if s.ease_in > 0:
-                xy = ease_from(xy, ref_kp[:, :2], s.ease_in).astype(np.float32)
+        if s.one_euro or s.one_euro_arms or s.mouth_scale != 1.0 or s.idle > 0 or s.ease_in > 0:
+            xy = self._postprocess(xy, ref_kp, wav, T, generator)
         kps = np.concatenate([xy, scores[..., None]], axis=-1).astype(np.float32)
         meta: dict[str, Any] = {"model": self.name, "steps": steps, "cfg": cfg_scale,
                                 "smooth": s.savgol, "generator": "audio2pose"}
         if s.one_euro:
             meta["one_euro"] = True
+        if s.one_euro_arms:
+            meta["one_euro_arms"] = True
+        if s.mouth_scale != 1.0:
+            meta["mouth_scale"] = s.mouth_scale
+        if s.idle > 0:
+            meta["idle"] = s.idle
         if s.ease_in > 0:
             meta["ease_in"] = s.ease_in
         if seed is not None:
             meta["seed"] = int(seed)
         return PoseSequence(kps, fps=self.fps, width=ref.width, height=ref.height,
                             meta=meta).validate("generated poses")
+
+
+    def _postprocess(self, xy: np.ndarray, ref_kp: np.ndarray, wav: np.ndarray, T: int,
+                     generator) -> np.ndarray:
+        """The output steps of :mod:`audio2pose.postprocess` in their order (module doc): One-Euro
+        (all regions or arms only), mouth scale, idle motion (its randomness: one integer drawn
+        from ``generator`` after sampling), ease out of the reference. Returns float32."""
+        import torch
+
+        from csg.smoothing import ease_from, one_euro_regions
+
+        from .postprocess import one_euro_arms, scale_mouth
+
+        s = self.sampling
+        if s.one_euro:
+            xy = one_euro_regions(xy, self.fps)
+        elif s.one_euro_arms:
+            xy = one_euro_arms(xy, self.fps)
+        if s.mouth_scale != 1.0:
+            xy = scale_mouth(xy, s.mouth_scale)
+        if s.idle > 0:
+            from csg.data.synth_motion import idle_motion
+
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            xy = xy + idle_motion(wav, SAMPLE_RATE, self.fps, T, ref_kp[:, :2],
+                                  generator=np.random.default_rng(seed), gain=s.idle)
+        if s.ease_in > 0:
+            xy = ease_from(xy, ref_kp[:, :2], s.ease_in)
+        return np.asarray(xy, np.float32)
 
 
 def savgol_smooth(xy: np.ndarray, window: int, order: int = 2) -> np.ndarray:

@@ -2,6 +2,8 @@
 
     python bench/measure_motion.py [--checkpoint DIR] [--seeds 0 1 2] [--out runs/motion]
         [--validation ../shared/data/validation] [--draw] [--json FILE] [--filter]
+        [--sampling mouth_scale=0.5 idle=1 ...]
+    python bench/measure_motion.py --mouth-calibration    # real faces vs the corpus: mouth_scale
 
 Protocol on each validation clip (``../shared/data/validation``: NON-COMMERCIAL, MEASURE ONLY; this
 script only reads it and writes nothing of it into the project): frame 0 of the video is the photo
@@ -97,7 +99,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--filter", action="store_true",
                     help="apply csg.smoothing.one_euro_regions (per-region One-Euro) to the output")
+    ap.add_argument("--sampling", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="override the checkpoint's sampling options, e.g. mouth_scale=0.5 idle=1")
+    ap.add_argument("--mouth-calibration", action="store_true",
+                    help="print the mean mouth opening of the permissive real faces and of the "
+                         "synthetic corpus (the mouth_scale ratio) and exit")
+    ap.add_argument("--faces", nargs="*", default=["data/face_src", "data/face_grid"])
+    ap.add_argument("--synth", default="data/synth2")
     args = ap.parse_args(argv)
+    if args.mouth_calibration:
+        return mouth_calibration([ROOT / f for f in args.faces], ROOT / args.synth)
     if not args.validation.is_dir() or not clips(args.validation):
         print(f"skipped: no validation clips in {args.validation} (needs ../shared/data/validation)")
         return 0
@@ -113,6 +124,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
     pipe = Audio2PosePipeline.from_pretrained(args.checkpoint)
+    if args.sampling:
+        from dataclasses import asdict
+
+        from audio2pose.config import SamplingConfig
+        from csg.config import deep_merge, from_dict, parse_overrides
+
+        pipe.sampling = from_dict(SamplingConfig, deep_merge(asdict(pipe.sampling),
+                                                             parse_overrides(args.sampling)),
+                                  "--sampling")
+        print(f"sampling: {pipe.sampling}")
     items = clips(args.validation)
     wavs = {n: read_audio_track(v)[0] for n, v, _ in items}
     names = [n for n, _, _ in items]
@@ -160,8 +181,45 @@ def main(argv=None) -> int:
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(to_jsonable({"checkpoint": args.checkpoint or "default",
+                                                     "sampling": args.sampling,
                                                      "seeds": args.seeds, "clips": rows,
                                                      "detail": results}), indent=1))
+    return 0
+
+
+def mouth_calibration(faces: list[Path], synth: Path) -> int:
+    """Mean inner-lip opening / face height (``csg.keypoints.mouth_opening``, frames whose face
+    points all score > 0.3) of every clip of the permissive real-face datasets (``csg data
+    prepare`` of ../shared/data/video/face) and of the synthetic corpus's train split; the ratio
+    real / synthetic is the ``sampling.mouth_scale`` of the default. Frames are pooled per dataset
+    (each clip weighted by its length)."""
+    from csg import keypoints as K
+
+    def opening(root: Path, split: str | None = None) -> tuple[float, int, int]:
+        rows = [json.loads(x) for x in (root / "manifest.jsonl").read_text().splitlines() if x]
+        seen, vals = set(), []
+        for r in rows:
+            if (split and r.get("split") != split) or r["npz"] in seen:
+                continue
+            seen.add(r["npz"])
+            kp = np.load(root / r["npz"])["poses"].astype(np.float64)
+            ok = (kp[:, K.FACE, 2] > 0.3).all(1)
+            vals.append(K.mouth_opening(kp[ok, :, :2]))
+        v = np.concatenate(vals) if vals else np.zeros(0)
+        return (float(v.mean()) if v.size else float("nan")), len(seen), int(v.size)
+
+    real = [(f, *opening(f)) for f in faces if (f / "manifest.jsonl").is_file()]
+    if not real or not (synth / "manifest.jsonl").is_file():
+        print(f"skipped: needs {', '.join(map(str, faces))} and {synth} (csg data prepare / synth)")
+        return 0
+    s_mean, s_clips, s_frames = opening(synth, "train")
+    n = sum(r[3] for r in real)
+    r_mean = sum(r[1] * r[3] for r in real) / n
+    for f, m, c, fr in real:
+        print(f"real faces {f.name}: {c} clips, {fr} frames, mean opening {m:.4f}")
+    print(f"real faces pooled: {n} frames, mean opening {r_mean:.4f}")
+    print(f"synthetic {synth.name} train: {s_clips} clips, {s_frames} frames, mean opening {s_mean:.4f}")
+    print(f"ratio real / synthetic (mouth_scale): {r_mean / s_mean:.3f}")
     return 0
 
 

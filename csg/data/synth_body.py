@@ -39,6 +39,8 @@ _JAW_W[0:17] = np.sin(np.pi * _i / 16) ** 2
 _JAW_W[[55, 56, 57, 58, 59]] = 1.0
 _JAW_W[[65, 66, 67]] = 1.0
 _JAW_W[[48, 54, 60, 64]] = 0.5
+JAW_WEIGHTS = _JAW_W
+"""(68,) how much each iBUG face point follows the jaw opening (public for stage 1's mouth scale)."""
 _UPPER_LID = [37, 38, 43, 44]
 _LOWER_LID = [41, 40, 47, 46]
 

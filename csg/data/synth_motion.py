@@ -249,3 +249,35 @@ def rule_based_poses(wav: np.ndarray, sr: int, fps: float, ref: np.ndarray, *,
 def random_speaker(generator: np.random.Generator, size_hw: tuple[int, int]):
     """(BodyShape, Style) of a new synthetic speaker."""
     return sample_shape(generator, size_hw), sample_style(generator)
+
+
+IDLE_KEYS = ("head", "yaw", "roll", "pitch", "trunk", "shoulder_lift")
+"""The state keys of :func:`perform_state` that :func:`idle_motion` keeps (head, torso, breathing)."""
+
+
+def idle_motion(wav: np.ndarray, sr: int, fps: float, T: int, ref_xy: np.ndarray, *,
+                generator: np.random.Generator, gain: float = 1.0) -> np.ndarray:
+    """The corpus's head and torso process for any audio, as a displacement to add to a sequence.
+
+    Head sway, yaw, roll and pitch (nods on stressed syllables included), torso sway and breathing
+    exactly as :func:`perform_state` makes them for the corpus (one speaker style drawn from
+    ``generator`` by :func:`sample_style`; speech events read off ``wav`` by
+    ``events_from_audio``), on the mean-proportion body fitted to ``ref_xy`` (133, 2) pixels, with
+    the mouth closed, the eyes open and the arms at rest (they move only with the shoulders).
+    Returns (T, 133, 2) float64 pixels, ``gain`` x the corpus amplitudes, **zero at frame 0** (a
+    sequence that starts at its reference still does). The hips and legs do not move.
+    """
+    from .synth_audio import events_from_audio
+
+    ref_xy = np.asarray(ref_xy, np.float64)
+    if T < 1:
+        return np.zeros((0, K.NUM_KEYPOINTS, 2))
+    ev = events_from_audio(np.asarray(wav, np.float32), sr)
+    b = shape_from_reference(ref_xy, (1 << 30, 1 << 30))
+    st = sample_style(generator)
+    full = perform_state(ev, b, st, T, fps, generator)
+    s = neutral_state(T)
+    for k in IDLE_KEYS:
+        s[k] = np.asarray(full[k], np.float64) * float(gain)
+    xy = pose_frames(b, s)
+    return xy - xy[:1]

@@ -1,0 +1,98 @@
+"""Stage-1 output steps (issue #14): mouth scale, arm-only One-Euro, idle head/torso motion."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from audio2pose.postprocess import ARM_POINTS, one_euro_arms, scale_mouth
+from csg import keypoints as K
+from tests.helpers import make_reference_keypoints
+
+
+def _ref_xy():
+    return make_reference_keypoints()[:, :2].astype(np.float64)
+
+
+def _talking(T=40, shift=(0.0, 0.0)):
+    """A head moving by ``shift`` px per frame whose mouth opens and closes (lower lip, chin)."""
+    ref = _ref_xy()
+    xy = np.repeat(ref[None], T, 0)
+    xy += np.arange(T)[:, None, None] * np.asarray(shift)
+    lower = np.r_[K.FACE.start + 5:K.FACE.start + 12, K.FACE.start + 55:K.FACE.start + 60,
+                  K.FACE.start + 65:K.FACE.start + 68]
+    xy[:, lower, 1] += 6.0 * (0.5 - 0.5 * np.cos(np.linspace(0, 6 * np.pi, T)))[:, None]
+    return ref, xy
+
+
+def test_scale_mouth_scales_the_opening_about_a_closed_mouth():
+    ref, xy = _talking(shift=(0.7, -0.3))
+    gap = lambda a: K.mouth_opening(a) * K.face_height(a)  # noqa: E731  (pixels)
+    half = scale_mouth(xy, 0.5)
+    np.testing.assert_allclose(gap(half[1:]), 0.5 * gap(xy[1:]), rtol=1e-6)
+    assert np.array_equal(half[0], xy[0])                     # frame 0 is the reference
+    assert np.array_equal(scale_mouth(xy, 1.0), xy)
+    shut = scale_mouth(xy, 0.0)
+    np.testing.assert_allclose(gap(shut[1:]), 0.0, atol=1e-9)
+    moved = np.abs(half - xy).max(axis=(0, 2)) > 1e-9         # only lower face points move
+    assert set(np.flatnonzero(moved)) <= set(range(K.FACE.start, K.FACE.stop))
+    assert not moved[K.FACE.start + 62] and moved[K.FACE.start + 66] and moved[K.FACE.start + 8]
+
+
+def test_one_euro_arms_filters_only_arms_and_hands():
+    g = np.random.default_rng(0)
+    ref = _ref_xy()
+    xy = ref[None] + g.normal(0, 2.0, (60, K.NUM_KEYPOINTS, 2))
+    xy[0] = ref
+    out = one_euro_arms(xy, 25.0)
+    arms = np.r_[ARM_POINTS, K.indices(K.HANDS)]
+    rest = np.setdiff1d(np.arange(K.NUM_KEYPOINTS), arms)
+    assert np.array_equal(out[:, rest], xy[:, rest]) and np.array_equal(out[0], xy[0])
+    jit = lambda a: np.abs(np.diff(a[:, arms], axis=0)).mean()  # noqa: E731
+    assert jit(out) < 0.6 * jit(xy)
+
+
+def test_idle_motion_starts_at_zero_moves_head_and_torso_not_hips():
+    from csg.data.synth_audio import procedural_speech, sample_voice
+    from csg.data.synth_motion import idle_motion
+    from eval.motion import motion_stats
+
+    g = np.random.default_rng(3)
+    wav, _ = procedural_speech(6.0, sample_voice(g), g)
+    ref = make_reference_keypoints()
+    d = idle_motion(wav, 16000, 25.0, 150, ref[:, :2], generator=np.random.default_rng(1))
+    assert d.shape == (150, K.NUM_KEYPOINTS, 2) and np.all(d[0] == 0)
+    assert np.abs(d[:, [K.LEFT_HIP, K.RIGHT_HIP]]).max() < 1e-9
+    again = idle_motion(wav, 16000, 25.0, 150, ref[:, :2], generator=np.random.default_rng(1))
+    assert np.array_equal(d, again)
+    kp = np.repeat(ref[None].astype(np.float64), 150, 0)
+    kp[..., :2] += d
+    st = motion_stats(kp, 25.0, ref.astype(np.float64))
+    assert 0.03 < st["head_speed"] < 0.4 and st["torso_speed"] > 0.01      # sw/s: real-like
+    # mouth closed: the opening changes only through the head's turning, not by opening
+    assert np.abs(K.mouth_opening(kp[..., :2]) - K.mouth_opening(ref[:, :2])).max() < 0.02
+    half = idle_motion(wav, 16000, 25.0, 150, ref[:, :2], generator=np.random.default_rng(1),
+                       gain=0.5)
+    np.testing.assert_allclose(np.abs(half).max(), 0.5 * np.abs(d).max(), rtol=0.2)
+
+
+def test_pipeline_output_steps_are_off_by_default_and_keep_frame_zero():
+    import torch
+
+    from csg.pose import PoseSequence
+    from tests.test_audio2pose_model import speech, tiny_audio2pose
+
+    ref = PoseSequence(make_reference_keypoints()[None], 25.0, 640, 480)
+    pipe = tiny_audio2pose()
+    wav = speech(1.0)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = pipe(wav, 16000, ref, generator=gen(), progress=False)
+    pipe.sampling = replace(pipe.sampling, one_euro_arms=True, mouth_scale=0.5, idle=1.0)
+    out = pipe(wav, 16000, ref, generator=gen(), progress=False)
+    again = pipe(wav, 16000, ref, generator=gen(), progress=False)
+    assert np.array_equal(out.keypoints, again.keypoints)               # deterministic
+    assert np.array_equal(out.keypoints[0], plain.keypoints[0])         # frame 0: the reference
+    assert np.array_equal(out.scores, plain.scores)
+    assert not np.array_equal(out.keypoints, plain.keypoints)
+    assert out.meta["mouth_scale"] == 0.5 and out.meta["idle"] == 1.0 and out.meta["one_euro_arms"]
+    assert "idle" not in plain.meta
