@@ -39,13 +39,28 @@ def default_checkpoint_dir() -> Path:
     return DEFAULT_DIR
 
 
+WEIGHTS_DIR = DEFAULT_DIR.parent
+
+
+def embedded_checkpoints() -> list[str]:
+    """Names of the checkpoints shipped in ``audio2pose/weights/`` (``default``, ``student``...)."""
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    return sorted(d.name for d in WEIGHTS_DIR.iterdir() if (d / PIPELINE_FILE).is_file())
+
+
 def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
-    """None -> the default; a folder -> itself; otherwise a hub id from the local cache only
-    (:func:`csg.hub.resolve_folder`). The folder must hold ``audio2pose.json``."""
+    """None -> the default; a folder -> itself; a bare name of an embedded checkpoint
+    (:func:`embedded_checkpoints`, e.g. ``student``) -> ``audio2pose/weights/<name>``; otherwise a
+    hub id from the local cache only (:func:`csg.hub.resolve_folder`). The folder must hold
+    ``audio2pose.json``."""
     from csg.hub import resolve_folder
 
     if checkpoint is None:
         return default_checkpoint_dir()
+    name = str(checkpoint)
+    if not Path(name).expanduser().exists() and name in embedded_checkpoints():
+        return WEIGHTS_DIR / name
     return resolve_folder(checkpoint, what="audio2pose checkpoint", marker=PIPELINE_FILE,
                           hint="pass the 'final' folder of a training run")
 

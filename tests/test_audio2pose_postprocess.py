@@ -96,3 +96,20 @@ def test_pipeline_output_steps_are_off_by_default_and_keep_frame_zero():
     assert not np.array_equal(out.keypoints, plain.keypoints)
     assert out.meta["mouth_scale"] == 0.5 and out.meta["idle"] == 1.0 and out.meta["one_euro_arms"]
     assert "idle" not in plain.meta
+
+
+def test_embedded_checkpoints_resolve_by_name(tmp_path, monkeypatch):
+    import pytest
+
+    import audio2pose.pipeline as P
+    from csg.errors import WeightsNotFoundError
+    from tests.test_audio2pose_model import tiny_audio2pose
+
+    monkeypatch.setattr(P, "WEIGHTS_DIR", tmp_path / "weights")
+    tiny_audio2pose().save_pretrained(tmp_path / "weights" / "mini")
+    (tmp_path / "weights" / "notes").mkdir()
+    assert P.embedded_checkpoints() == ["mini"]
+    assert P.resolve_checkpoint("mini") == tmp_path / "weights" / "mini"
+    assert P.Audio2PosePipeline.from_pretrained("mini").model is not None
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        P.resolve_checkpoint("notes")
