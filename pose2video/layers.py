@@ -41,6 +41,7 @@ class Layer:
     tris: np.ndarray  # (M, 3) int32
     order: np.ndarray  # (M,) draw order (z-order), first to last
     image: np.ndarray  # (H, W, 3) uint8 source pixels, or (H, W, 4) with alpha for overlays
+    hole: np.ndarray | None = None  # (H, W) uint8 an overlay's hole (where the photo shows it)
 
 
 class _Anchors:

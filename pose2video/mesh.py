@@ -42,19 +42,27 @@ def backward_affines(src: np.ndarray, dst: np.ndarray, tris: np.ndarray) -> np.n
     """(M, 2, 3) affines mapping each target triangle onto its source triangle.
 
     src, dst: (V, 2) vertices; tris: (M, 3). Degenerate target triangles get the identity.
+    Written out per component (L = S D^-1 with 2x2 edge matrices), float64.
     """
-    d = dst[tris].astype(np.float64)  # (M, 3, 2)
-    s = src[tris].astype(np.float64)
-    dd = np.stack([d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]], -1)  # (M, 2, 2) edge columns
-    ds = np.stack([s[:, 1] - s[:, 0], s[:, 2] - s[:, 0]], -1)
-    det = dd[:, 0, 0] * dd[:, 1, 1] - dd[:, 0, 1] * dd[:, 1, 0]
+    d = dst[tris].astype(np.float64, copy=False)  # (M, 3, 2)
+    s = src[tris].astype(np.float64, copy=False)
+    d0x, d0y = d[:, 0, 0], d[:, 0, 1]
+    a, c = d[:, 1, 0] - d0x, d[:, 1, 1] - d0y  # target edge 1 (column)
+    b, e = d[:, 2, 0] - d0x, d[:, 2, 1] - d0y  # target edge 2 (column)
+    s0x, s0y = s[:, 0, 0], s[:, 0, 1]
+    p, r = s[:, 1, 0] - s0x, s[:, 1, 1] - s0y
+    q, t = s[:, 2, 0] - s0x, s[:, 2, 1] - s0y
+    det = a * e - b * c
     ok = np.abs(det) > 1e-6
-    safe = np.where(ok, det, 1.0)
-    inv = np.stack([np.stack([dd[:, 1, 1], -dd[:, 0, 1]], -1),
-                    np.stack([-dd[:, 1, 0], dd[:, 0, 0]], -1)], -2) / safe[:, None, None]
-    lin = ds @ inv  # L = S D^-1
-    t = s[:, 0] - (lin @ d[:, 0, :, None])[..., 0]
-    out = np.concatenate([lin, t[..., None]], -1)
+    inv = 1.0 / np.where(ok, det, 1.0)
+    # D^-1 = [[e, -b], [-c, a]] / det ; L = [[p, q], [r, t]] D^-1
+    l00 = (p * e - q * c) * inv
+    l01 = (q * a - p * b) * inv
+    l10 = (r * e - t * c) * inv
+    l11 = (t * a - r * b) * inv
+    out = np.empty((len(tris), 2, 3))
+    out[:, 0, 0], out[:, 0, 1], out[:, 0, 2] = l00, l01, s0x - l00 * d0x - l01 * d0y
+    out[:, 1, 0], out[:, 1, 1], out[:, 1, 2] = l10, l11, s0y - l10 * d0x - l11 * d0y
     out[~ok] = np.array([[1.0, 0, 0], [0, 1.0, 0]])
     return out
 
@@ -89,16 +97,47 @@ def rasterize(dst: np.ndarray, tris: np.ndarray, order: np.ndarray, box: tuple[i
     return idx
 
 
-def _displacement(idx: np.ndarray, affines: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel ``affine(p) - p`` at pixel centres ``xs`` (1, w), ``ys`` (h, 1); 0 where idx < 0."""
-    ident = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])
-    aff = np.concatenate([affines - ident, np.zeros((1, 2, 3))], 0).astype(np.float32)
-    aff = aff.reshape(-1, 6)
-    coef = aff[np.where(idx < 0, len(affines), idx)]  # (h, w, 6)
-    dx = coef[..., 0] * xs + coef[..., 1] * ys + coef[..., 2]
-    dy = coef[..., 3] * xs + coef[..., 4] * ys + coef[..., 5]
-    return dx, dy
+def _raster_positions(dst: np.ndarray, tris: np.ndarray, order: np.ndarray,
+                      box: tuple[int, int, int, int]) -> np.ndarray:
+    """Like :func:`rasterize`, but a pixel holds 1 + the *position* in ``order`` of the triangle
+    drawn there (0: none): uint8 when fewer than 255 triangles are drawn, else int32."""
+    import cv2
+
+    y0, y1, x0, x1 = box
+    idx = np.zeros((y1 - y0, x1 - x0), np.uint8 if len(order) < 255 else np.int32)
+    if len(order) == 0:
+        return idx
+    pts = dst[tris[order]] - np.array([x0, y0], np.float64)  # (K, 3, 2)
+    e1, e2 = pts[:, 1] - pts[:, 0], pts[:, 2] - pts[:, 0]
+    big = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) > 0.25  # zero-area: skipped
+    fixed = np.round(pts * (1 << _SHIFT)).astype(np.int32)
+    for k in np.flatnonzero(big).tolist():
+        cv2.fillConvexPoly(idx, fixed[k], k + 1, lineType=cv2.LINE_8, shift=_SHIFT)
+    return idx
+
+
+def _gather(idx: np.ndarray, table: np.ndarray) -> list[np.ndarray]:
+    """Per-pixel rows of ``table`` (K + 1, 6) float32 at ``idx`` (from :func:`_raster_positions`):
+    six (h, w) float32 planes. 8-bit indices use ``cv2.LUT`` (a gather in C)."""
+    import cv2
+
+    if idx.dtype == np.uint8:
+        lut = np.zeros((256, 6), np.float32)
+        lut[:len(table)] = table
+        return [cv2.LUT(idx, np.ascontiguousarray(lut[:, k])) for k in range(6)]
+    return [np.ascontiguousarray(table[:, k]).take(idx) for k in range(6)]
+
+
+def _plane_maps(c: list[np.ndarray], xs: np.ndarray, ys: np.ndarray,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``c0 x + c1 y + c2`` and ``c3 x + c4 y + c5`` at pixel centres xs (1, w), ys (h, 1)."""
+    mx = c[0] * xs
+    mx += c[1] * ys
+    mx += c[2]
+    my = c[3] * xs
+    my += c[4] * ys
+    my += c[5]
+    return mx, my
 
 
 def warp_map(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, order: np.ndarray,
@@ -116,24 +155,55 @@ def warp_map(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, order: np.ndarr
 
     y0, y1, x0, x1 = box
     h, w = y1 - y0, x1 - x0
-    aff = backward_affines(src, dst, tris)
+    ident = np.array([1.0, 0, 0, 0, 1.0, 0])
+    disp = backward_affines(src, dst, tris[order]).reshape(-1, 6) - ident  # affine minus identity
+    table = np.concatenate([np.zeros((1, 6)), disp]).astype(np.float32)
     xs = np.arange(x0, x1, dtype=np.float32)[None, :]
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     if stride <= 1:
-        idx = rasterize(dst, tris, order, box)
-        dx, dy = _displacement(idx, aff, xs, ys)
-        return dx + xs, dy + ys, (idx >= 0).astype(np.float32)
+        idx = _raster_positions(dst, tris, order, box)
+        dx, dy = _plane_maps(_gather(idx, table), xs, ys)
+        dx += xs
+        dy += ys
+        return dx, dy, (idx > 0).astype(np.float32)
     s, half = stride, (stride - 1) / 2.0
     hc, wc = -(-h // s), -(-w // s)
     # coarse pixel (i, j) sits at fine coordinates (x0 + s j + half, y0 + s i + half)
     dst_c = (dst - np.array([x0 + half, y0 + half])) / s
-    idx = rasterize(dst_c, tris, order, (0, hc, 0, wc))
+    idx = _raster_positions(dst_c, tris, order, (0, hc, 0, wc))
     xc = (x0 + s * np.arange(wc, dtype=np.float32) + half)[None, :]
     yc = (y0 + s * np.arange(hc, dtype=np.float32) + half)[:, None]
-    dx, dy = _displacement(idx, aff, xc, yc)
-    stack = np.dstack([dx, dy, (idx >= 0).astype(np.float32)])
-    up = cv2.resize(stack, (wc * s, hc * s), interpolation=cv2.INTER_LINEAR)[:h, :w]
-    return up[..., 0] + xs, up[..., 1] + ys, up[..., 2]
+    dx, dy = _plane_maps(_gather(idx, table), xc, yc)
+    size = (wc * s, hc * s)
+    mx = cv2.resize(dx, size, interpolation=cv2.INTER_LINEAR)[:h, :w]
+    my = cv2.resize(dy, size, interpolation=cv2.INTER_LINEAR)[:h, :w]
+    cover = cv2.resize((idx > 0).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)[:h, :w]
+    mx += xs
+    my += ys
+    return mx, my, cover
+
+
+UNCOVERED = -1.0e4
+"""Map value of pixels no triangle covers in :func:`affine_map`: far outside any image, so
+``cv2.remap`` with ``BORDER_CONSTANT`` gives 0 there (no separate coverage mask is needed)."""
+
+
+def affine_map(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, order: np.ndarray,
+               box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (stride 1) backward map over ``box`` for the mesh ``src -> dst`` drawing ``order``.
+
+    The same map as ``warp_map(..., stride=1)`` where a triangle is drawn; pixels no drawn
+    triangle covers map to :data:`UNCOVERED`. The triangle-index raster is 8 bit for fewer than
+    255 drawn triangles and the six affine coefficients are gathered with ``cv2.LUT``.
+    Returns map_x, map_y (h, w) float32.
+    """
+    y0, y1, x0, x1 = box
+    aff = backward_affines(src, dst, tris[order]).reshape(-1, 6)
+    table = np.concatenate([[[0.0, 0, UNCOVERED, 0, 0, UNCOVERED]], aff]).astype(np.float32)
+    idx = _raster_positions(dst, tris, order, box)
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    return _plane_maps(_gather(idx, table), xs, ys)
 
 
 def bounding_box(points: np.ndarray, size_hw: tuple[int, int], pad: int = 2,

@@ -38,76 +38,114 @@ def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return sol.T
 
 
-def _is_identity(m: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Snap a fit to the exact identity when its points did not move (keeps identity bit-exact)."""
-    return IDENTITY.copy() if np.array_equal(src, dst) else m
+def body_scale(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray):
+    """Target over reference torso size (1 when the shoulders are not seen in both).
 
-
-def body_scale(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray) -> float:
-    """Target over reference torso size (1 when the shoulders are not seen in both)."""
+    tgt: (133, 2) or (T, 133, 2) with tgt_ok (133,) or (T, 133): a float or (T,) array."""
     sh = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER]
-    if not (ref_ok[sh].all() and tgt_ok[sh].all()):
-        return 1.0
-    return float(K.torso_size(tgt) / K.torso_size(ref))
+    seen = ref_ok[sh].all() & tgt_ok[..., sh].all(-1)
+    s = np.where(seen, K.torso_size(tgt) / K.torso_size(ref), 1.0)
+    return float(s) if np.ndim(s) == 0 else s
 
 
 def part_transforms(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray,
                     tgt_ok: np.ndarray) -> np.ndarray:
     """(len(PARTS), 2, 3) reference->target affines for one target pose.
 
-    ref, tgt: (133, 2) pixels; ref_ok, tgt_ok: (133,) bool visibility.
+    ref, tgt: (133, 2) pixels; ref_ok, tgt_ok: (133,) bool visibility. Frames in a batch:
+    :func:`part_transforms_batch`.
     """
-    out = np.tile(IDENTITY, (len(PARTS), 1, 1))
-    ok = ref_ok & tgt_ok
-    s = body_scale(ref, ref_ok, tgt, tgt_ok)
+    return part_transforms_batch(ref, ref_ok, tgt[None], tgt_ok[None])[0]
+
+
+def part_transforms_batch(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray,
+                          tgt_ok: np.ndarray) -> np.ndarray:
+    """(T, len(PARTS), 2, 3) reference->target affines for T target poses at once.
+
+    ref: (133, 2), ref_ok: (133,); tgt: (T, 133, 2), tgt_ok: (T, 133). Per frame and part: the
+    torso an affine fit of shoulders and hips (a similarity of the shoulders without hips), the
+    head a similarity of the stable face points, bones :func:`bone_transform`, hands a clamped palm
+    similarity; a part whose points are missing takes its parent's transform, and a part whose
+    points did not move is exactly the identity. All of it vectorised over the frames.
+    """
+    ref = np.asarray(ref, np.float64)
+    tgt = np.asarray(tgt, np.float64)
+    n = len(tgt)
+    out = np.tile(IDENTITY, (n, len(PARTS), 1, 1))
+    ok = ref_ok[None] & tgt_ok
+    s = np.broadcast_to(body_scale(ref, ref_ok, tgt, tgt_ok), (n,))
     sh, hips = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER], [K.LEFT_HIP, K.RIGHT_HIP]
-    if ok[sh].all() and ok[hips].all():
-        idx = sh + hips
-        out[P["torso"]] = _is_identity(fit_affine(ref[idx], tgt[idx]), ref[idx], tgt[idx])
-    elif ok[sh].all():
-        a, b = fit_similarity(ref[sh], tgt[sh])
-        out[P["torso"]] = _is_identity(similarity_matrix(a, b), ref[sh], tgt[sh])
-    out[P["head"]] = _head(ref, tgt, ok, out[P["torso"]])
+    sh_ok = ok[:, sh].all(1)
+    full = sh_ok & ok[:, hips].all(1)
+    idx = sh + hips
+    if full.any():  # least-squares affine of 4 points: one pseudo-inverse for every frame
+        a = np.concatenate([ref[idx], np.ones((4, 1))], 1)
+        sol = np.einsum("kn,tnc->tkc", np.linalg.pinv(a), tgt[:, idx])  # (T, 3, 2)
+        m = np.swapaxes(sol, 1, 2)
+        out[full, P["torso"]] = _snap(m, ref[idx], tgt[:, idx])[full]
+    part = sh_ok & ~full
+    if part.any():
+        a, b = fit_similarity(ref[sh], tgt[:, sh])
+        out[part, P["torso"]] = _snap(similarity_matrix(a, b), ref[sh], tgt[:, sh])[part]
+    out[:, P["head"]] = _head(ref, tgt, ok, out[:, P["torso"]])
     for side, (s_i, e_i, w_i, root, h_i, k_i, a_i) in SIDES.items():
         chain = [(f"{side}_upper", s_i, e_i, "torso"), (f"{side}_fore", e_i, w_i, f"{side}_upper"),
                  (f"{side}_thigh", h_i, k_i, "torso"), (f"{side}_shin", k_i, a_i, f"{side}_thigh")]
         for name, i, j, parent in chain:
-            if ok[i] and ok[j]:
-                m = bone_transform(ref[i], ref[j], tgt[i], tgt[j], across=s)
-                out[P[name]] = _is_identity(m, ref[[i, j]], tgt[[i, j]])
-            else:
-                out[P[name]] = out[P[parent]]
-        out[P[f"{side}_hand"]] = _hand(ref, tgt, ok, root, w_i, s, out[P[f"{side}_fore"]])
+            seen = ok[:, i] & ok[:, j]
+            out[:, P[name]] = out[:, P[parent]]
+            if seen.any():
+                m = bone_transform(ref[i], ref[j], tgt[:, i], tgt[:, j], across=s)
+                out[seen, P[name]] = _snap(m, ref[[i, j]], tgt[:, [i, j]])[seen]
+        out[:, P[f"{side}_hand"]] = _hand(ref, tgt, ok, root, s, out[:, P[f"{side}_fore"]])
     return out
 
 
+def _snap(m: np.ndarray, src: np.ndarray, dst: np.ndarray,
+          used: np.ndarray | None = None) -> np.ndarray:
+    """(T, 2, 3) fits snapped to the exact identity in the frames where their points (src (N, 2),
+    dst (T, N, 2); ``used`` (T, N) bool: only those) did not move (keeps identity bit-exact)."""
+    same = src[None] == dst
+    same = same.all(-1) if used is None else same.all(-1) | ~used
+    return np.where(same.all(-1)[:, None, None], IDENTITY, m)
+
+
 def _head(ref: np.ndarray, tgt: np.ndarray, ok: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    out = fallback.copy()
+    todo = np.ones(len(tgt), bool)
     for idx, need in ((FACE_STABLE, 4), (np.arange(K.NOSE, K.RIGHT_EAR + 1), 2)):
-        w = ok[idx]
-        if w.sum() >= need:
-            a, b = fit_similarity(ref[idx], tgt[idx], w.astype(float))
-            return _is_identity(similarity_matrix(a, b), ref[idx][w], tgt[idx][w])
-    return fallback
+        w = ok[:, idx]
+        sel = todo & (w.sum(1) >= need)
+        if sel.any():
+            a, b = fit_similarity(ref[idx], tgt[sel][:, idx], w[sel].astype(float))
+            out[sel] = _snap(similarity_matrix(a, b), ref[idx], tgt[sel][:, idx], w[sel])
+        todo &= ~sel
+    return out
 
 
-def _hand(ref: np.ndarray, tgt: np.ndarray, ok: np.ndarray, root: int, wrist: int, s: float,
+def _hand(ref: np.ndarray, tgt: np.ndarray, ok: np.ndarray, root: int, s: np.ndarray,
           fallback: np.ndarray) -> np.ndarray:
     """Palm similarity, wrist-weighted, its scale clamped to HAND_SCALE_RANGE x body scale."""
     idx = root + PALM
-    w = ok[idx].astype(float)
-    if w.sum() < 3:
-        return fallback
-    w[0] *= 3.0
-    a, b = fit_similarity(ref[idx], tgt[idx], w)
+    w = ok[:, idx].astype(float)
+    sel = w.sum(1) >= 3
+    out = fallback.copy()
+    if not sel.any():
+        return out
+    w, s, zt = w[sel], s[sel], tgt[sel][:, idx]
+    w[:, 0] *= 3.0
+    a, b = fit_similarity(ref[idx], zt, w)
     lo, hi = HAND_SCALE_RANGE
-    mag = abs(a)
-    if not lo * s <= mag <= hi * s:
-        a = a / mag * np.clip(mag, lo * s, hi * s)
+    mag = np.abs(a)
+    clamp = ~((lo * s <= mag) & (mag <= hi * s))
+    if clamp.any():
+        a = np.where(clamp, a / np.maximum(mag, 1e-12) * np.clip(mag, lo * s, hi * s), a)
         # keep the weighted centroid where the fit put it
         zr = ref[idx, 0] + 1j * ref[idx, 1]
-        zt = tgt[idx, 0] + 1j * tgt[idx, 1]
-        b = ((w * zt).sum() - a * (w * zr).sum()) / w.sum()
-    return _is_identity(similarity_matrix(a, b), ref[idx][w > 0], tgt[idx][w > 0])
+        zz = zt[..., 0] + 1j * zt[..., 1]
+        b = np.where(clamp, ((w * zz).sum(1) - a * (w * zr).sum(1)) / w.sum(1), b)
+    out[sel] = _snap(similarity_matrix(a, b), ref[idx], zt, w > 0)
+    return out
 
 
 def blend_transforms(weights: np.ndarray, transforms: np.ndarray) -> np.ndarray:

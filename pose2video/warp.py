@@ -30,7 +30,7 @@ from .face import MouthStyle, mouth_style, paint_mouth
 from .layers import (Layer, arm_ok, base_anchors, forearm_anchors, hand_anchors, person_zone,
                      upper_arm_anchors)
 from .masks import arm_free_base, arm_mask, arm_radius, elbow_split, hand_zone, soft_alpha
-from .rig import SIDES, P, blend_transforms, part_transforms
+from .rig import SIDES, P, blend_transforms, part_transforms, part_transforms_batch
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,22 @@ class WarpRig:
     ref: np.ndarray  # (133, 2) reference keypoints
     ref_ok: np.ndarray  # (133,) bool
     base: Layer  # image (H, W, 4): photo, hole union
-    arms: list[Layer]  # images (H, W, 5): photo, alpha, hole
+    arms: list[Layer]  # images (H, W, 4): photo, alpha; .hole (H, W); .order: content triangles
     mouth: MouthStyle | None
     outside: np.ndarray  # (H, W) bool outside the person zone: there the base is the photo
     hole_box: tuple[int, int, int, int] | None  # (y0, y1, x0, x1) around the hole union
     fill: np.ndarray  # (H, W, 3) the photo with the arms inpainted (masks.arm_free_base)
+    fill4: np.ndarray | None = None  # (H, W, 4) the fill padded to 4 channels (cv2's fast remap)
+    outside_u8: np.ndarray | None = None  # (H, W) uint8 ``outside`` as a cv2 mask
+    base_hole_tris: np.ndarray | None = None  # (M,) bool base triangles over the hole union
+
+    def __post_init__(self) -> None:
+        if self.fill4 is None:
+            self.fill4 = np.dstack([self.fill, np.zeros(self.size_hw, np.uint8)])
+        if self.outside_u8 is None:
+            self.outside_u8 = self.outside.astype(np.uint8)
+        if self.base_hole_tris is None:
+            self.base_hole_tris = _content_triangles(self.base, self.base.image[..., 3] > 0)
 
 
 def _layer(name: str, anchors: Any, image: np.ndarray, min_dist: float,
@@ -130,7 +141,11 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
             inside = mesh.rasterize(layer.src, layer.tris, np.arange(len(layer.tris)),
                                     (0, size_hw[0], 0, size_hw[1])) >= 0
             h_part = hole * w_part * inside
-            layer.image = np.dstack([image, _u8(a * inside), _u8(h_part)])
+            layer.image = np.dstack([image, _u8(a * inside)])
+            layer.hole = _u8(h_part)
+            # draw only triangles with something to show: the others add nothing but area
+            content = _content_triangles(layer, (layer.image[..., 3] > 0) | (layer.hole > 0))
+            layer.order = layer.order[content[layer.order]]
             arms.append(layer)
             union = np.maximum(union, np.round(h_part * 255) / 255)
     fill = arm_free_base(image, union > 0, ref, ref_ok, person, config.inpaint_size)
@@ -141,6 +156,30 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
     ys, xs = np.nonzero(union > 0)
     hole_box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else None
     return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, ~zone, hole_box, fill)
+
+
+def _content_triangles(layer: Layer, content: np.ndarray, margin: int = 2) -> np.ndarray:
+    """(M,) bool: triangles whose source footprint (grown by ``margin`` px, the reach of bilinear
+    sampling across an edge) touches ``content`` (H, W) bool."""
+    import cv2
+
+    h, w = content.shape
+    grown = cv2.dilate(content.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
+    out = np.zeros(len(layer.tris), bool)
+    for k, tri in enumerate(layer.src[layer.tris]):
+        box = mesh.bounding_box(tri, (h, w), pad=margin + 1)
+        if box is None:
+            continue
+        y0, y1, x0, x1 = box
+        sub = grown[y0:y1, x0:x1]
+        if not sub.any():
+            continue
+        m = np.zeros(sub.shape, np.uint8)
+        poly = np.round((tri - [x0, y0]) * 16).astype(np.int32)
+        cv2.fillConvexPoly(m, poly, 1, lineType=cv2.LINE_8, shift=4)
+        cv2.polylines(m, [poly], True, 1, thickness=3, lineType=cv2.LINE_8, shift=4)
+        out[k] = bool((sub & (m > 0)).any())
+    return out
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -175,117 +214,152 @@ def _targets(layer: Layer, transforms: np.ndarray, tgt: np.ndarray, tgt_ok: np.n
 
 
 def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
-               mouth_ramp: float = 0.04, stride: int = 2) -> np.ndarray:
+               mouth_ramp: float = 0.04, stride: int = 2, cache: dict | None = None,
+               transforms: np.ndarray | None = None) -> np.ndarray:
     """One frame (H, W, 3) uint8 for target keypoints (133, 3) on the photo's canvas.
 
-    stride: the dense maps are computed on a grid this much coarser (see mesh.warp_map).
+    stride: the base layer's dense map is computed on a grid this much coarser (see
+    mesh.warp_map). cache: an optional dict kept between the frames of one sequence; a layer
+    whose mesh did not move since the previous frame is not warped again (same output).
+    transforms: this frame's part transforms when already computed (rig.part_transforms_batch).
 
     Compositing: the base layer (photo, fill, hole union) is warped; the arm layers are warped
     with their holes; ``h = hole_base * (1 - union of the arm holes)`` is where an arm has left,
     and there the fill replaces the photo; then the arms are drawn over, forearms last. Outside
-    the person zone the base is the photo itself.
+    the person zone the base is the photo itself. All of it works on the boxes of what moved.
     """
     import cv2
 
     tgt = target[:, :2].astype(np.float64)
     tgt_ok = target[:, 2] >= threshold
-    transforms = part_transforms(rig.ref, rig.ref_ok, tgt, tgt_ok)
+    if transforms is None:
+        transforms = part_transforms(rig.ref, rig.ref_ok, tgt, tgt_ok)
     base = rig.base
     dst = _targets(base, transforms, tgt, tgt_ok)
     arm_dst = [_targets(arm, transforms, tgt, tgt_ok) for arm in rig.arms]
     moved = mesh.moved_triangles(base.src, dst, base.tris)
     still = not moved.any() and all(not np.abs(d - a.src).max() > 1e-3
                                     for d, a in zip(arm_dst, rig.arms))
-    if still:  # the identity path: the photo itself, bit for bit
-        out = rig.image.copy()
-    else:
-        order = base.order[moved[base.order]]
-        img4 = base.image  # photo + hole union
-        out4 = img4.copy()
-        fill = rig.fill.copy()
-        box = mesh.bounding_box(dst[base.tris[order]].reshape(-1, 2), rig.size_hw)
-        region = rig.hole_box
-        if box is not None:
-            y0, y1, x0, x1 = box
-            mx, my, _ = mesh.warp_map(base.src, dst, base.tris, order, box, stride)
-            warped = cv2.remap(img4, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            # the background stays the photo's
-            np.copyto(warped, img4[y0:y1, x0:x1], where=rig.outside[y0:y1, x0:x1, None])
-            out4[y0:y1, x0:x1] = warped
-            region = _hole_box(out4[..., 3], rig.hole_box, box)
-            if region is not None:  # the fill, warped where the hole now is
-                a0, a1 = max(region[0], y0), min(region[1], y1)
-                b0, b1 = max(region[2], x0), min(region[3], x1)
-                if a1 > a0 and b1 > b0:
-                    sub = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
-                    fill[a0:a1, b0:b1] = cv2.remap(rig.fill, mx[sub], my[sub], cv2.INTER_LINEAR,
-                                                   borderMode=cv2.BORDER_REPLICATE)
-        layers = [(_warp_layer(arm, d, rig.size_hw)) for arm, d in zip(rig.arms, arm_dst)]
-        out = out4[..., :3].copy()
+    out = rig.image.copy()
+    if not still:
+        warped = _cached(cache, "base", dst, lambda: _warp_base(rig, dst, moved, stride))
+        region, hole, fill = warped[3:] if warped is not None else (rig.hole_box, None, None)
+        if warped is not None:
+            (y0, y1, x0, x1), rgb = warped[:2]
+            out[y0:y1, x0:x1] = rgb
+        layers = [_cached(cache, arm.name, d, lambda a=arm, d=d: _warp_layer(a, d, rig.size_hw))
+                  for arm, d in zip(rig.arms, arm_dst)]
         if region is not None:
             y0, y1, x0, x1 = region
-            keep = np.ones((y1 - y0, x1 - x0), np.float32)  # 1 - union of the arms' holes
+            if hole is None:  # the base did not move: its hole union and fill as in the photo
+                hole = base.image[y0:y1, x0:x1, 3]
+                fill = rig.fill[y0:y1, x0:x1]
+            keep = hole.astype(np.float32) * (1.0 / 255.0)  # base hole x (1 - arm holes)
             for lay in layers:
                 if lay is None:
                     continue
-                (ly0, ly1, lx0, lx1), rgba = lay
+                (ly0, ly1, lx0, lx1), _, lhole = lay
                 a0, a1, b0, b1 = max(ly0, y0), min(ly1, y1), max(lx0, x0), min(lx1, x1)
                 if a1 > a0 and b1 > b0:
-                    keep[a0 - y0:a1 - y0, b0 - x0:b1 - x0] *= \
-                        1.0 - rgba[a0 - ly0:a1 - ly0, b0 - lx0:b1 - lx0, 4] * (1.0 / 255.0)
-            h = (out4[y0:y1, x0:x1, 3].astype(np.float32) * (keep / 255.0))[..., None]
-            crop = out[y0:y1, x0:x1].astype(np.float32)
-            blend = crop + (fill[y0:y1, x0:x1] - crop) * h
-            out[y0:y1, x0:x1] = (blend + 0.5).astype(np.uint8)
+                    sub = keep[a0 - y0:a1 - y0, b0 - x0:b1 - x0]
+                    sub *= 1.0 - lhole[a0 - ly0:a1 - ly0, b0 - lx0:b1 - lx0] * (1.0 / 255.0)
+            crop = np.ascontiguousarray(out[y0:y1, x0:x1])
+            out[y0:y1, x0:x1] = cv2.blendLinear(np.ascontiguousarray(fill), crop, keep,
+                                                1.0 - keep)
         for lay in layers:
             if lay is not None:
-                _composite(out, *lay)
+                _composite(out, lay[0], lay[1])
     if rig.mouth is not None:
         paint_mouth(out, tgt, tgt_ok, rig.mouth, ramp=mouth_ramp)
     return out
 
 
-def _hole_box(hole: np.ndarray, rest: tuple[int, int, int, int] | None,
-              box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) around the nonzero ``hole`` pixels, searched within ``rest`` and ``box``."""
-    y0, y1, x0, x1 = box if rest is None else (min(rest[0], box[0]), max(rest[1], box[1]),
-                                               min(rest[2], box[2]), max(rest[3], box[3]))
-    sub = hole[y0:y1, x0:x1]
-    rows, cols = np.flatnonzero(sub.any(1)), np.flatnonzero(sub.any(0))
-    if len(rows) == 0:
-        return None
-    return y0 + rows[0], y0 + rows[-1] + 1, x0 + cols[0], x0 + cols[-1] + 1
+def _cached(cache: dict | None, key: str, dst: np.ndarray, make: Any) -> Any:
+    """``make()``, or the previous frame's result for ``key`` when its mesh ``dst`` is the same."""
+    if cache is None:
+        return make()
+    hit = cache.get(key)
+    if hit is not None and np.array_equal(hit[0], dst):
+        return hit[1]
+    res = make()
+    cache[key] = (dst.copy(), res)
+    return res
 
 
-def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
-                ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
-    """An overlay layer warped to ``dst``: its box and (h, w, 5) uint8 RGB, alpha, hole.
+def _warp_base(rig: WarpRig, dst: np.ndarray, moved: np.ndarray, stride: int) -> tuple | None:
+    """The base layer warped over the box of its moved triangles.
 
-    Alpha and hole are already multiplied by the mesh coverage. Full-resolution map (stride 1):
-    arms fold over themselves at the elbow, and a coarse map would smear the fold edge.
+    Returns (box, rgb (h, w, 3) uint8, unused, region, hole (rh, rw) uint8, fill (rh, rw, 3)
+    uint8) where ``region`` is the box of the hole union (the photo's plus where it moved), or
+    None when nothing of the base moved.
     """
     import cv2
 
-    box = mesh.bounding_box(dst, size_hw)
+    base = rig.base
+    order = base.order[moved[base.order]]
+    box = mesh.bounding_box(dst[base.tris[order]].reshape(-1, 2), rig.size_hw)
     if box is None:
         return None
-    mx, my, cover = mesh.warp_map(layer.src, dst, layer.tris, layer.order, box, 1)
-    img = cv2.remap(layer.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                    borderValue=0)
-    if cover.min() < 1.0:
-        for c in (3, 4):
-            img[..., c] = cv2.multiply(img[..., c], cover, dtype=cv2.CV_8U)
-    return box, img
+    y0, y1, x0, x1 = box
+    mx, my, _ = mesh.warp_map(base.src, dst, base.tris, order, box, stride)
+    warped = cv2.remap(base.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # the background stays the photo's
+    cv2.copyTo(base.image[y0:y1, x0:x1], rig.outside_u8[y0:y1, x0:x1], warped)
+    # the hole union where it now is: the photo's box and the moved triangles over the hole
+    ht = moved & rig.base_hole_tris
+    region = rig.hole_box
+    if ht.any():
+        hb = mesh.bounding_box(dst[base.tris[ht]].reshape(-1, 2), rig.size_hw)
+        if hb is not None:
+            hb = (max(hb[0], y0), min(hb[1], y1), max(hb[2], x0), min(hb[3], x1))
+            region = hb if region is None else (min(region[0], hb[0]), max(region[1], hb[1]),
+                                                min(region[2], hb[2]), max(region[3], hb[3]))
+    hole = fill = None
+    if region is not None:
+        r0, r1, c0, c1 = region
+        hole = base.image[r0:r1, c0:c1, 3].copy()
+        fill = rig.fill4[r0:r1, c0:c1].copy()
+        a0, a1, b0, b1 = max(r0, y0), min(r1, y1), max(c0, x0), min(c1, x1)
+        if a1 > a0 and b1 > b0:  # the fill, warped where the base moved
+            sub = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
+            fill[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = cv2.remap(
+                rig.fill4, mx[sub], my[sub], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            hole[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = warped[sub][..., 3]
+        fill = cv2.cvtColor(fill, cv2.COLOR_RGBA2RGB)
+    return box, cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), None, region, hole, fill
+
+
+def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
+                ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """An overlay layer warped to ``dst``: its box, (h, w, 4) uint8 RGBA and (h, w) uint8 hole.
+
+    Only the triangles with content are drawn (``layer.order``), over their box; pixels no
+    triangle covers come out 0. Full-resolution map (stride 1): arms fold over themselves at the
+    elbow, and a coarse map would smear the fold edge.
+    """
+    import cv2
+
+    if len(layer.order) == 0:
+        return None
+    box = mesh.bounding_box(dst[layer.tris[layer.order]].reshape(-1, 2), size_hw)
+    if box is None:
+        return None
+    mx, my = mesh.affine_map(layer.src, dst, layer.tris, layer.order, box)
+    rgba = cv2.remap(layer.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=0)
+    hole = cv2.remap(layer.hole, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=0)
+    return box, rgba, hole
 
 
 def _composite(out: np.ndarray, box: tuple[int, int, int, int], img: np.ndarray) -> None:
-    """Draw a warped overlay (from :func:`_warp_layer`) over ``out`` in place (alpha blend)."""
+    """Draw a warped RGBA overlay (from :func:`_warp_layer`) over ``out`` in place."""
     import cv2
 
     y0, y1, x0, x1 = box
     a = img[..., 3].astype(np.float32) * (1.0 / 255.0)
     crop = np.ascontiguousarray(out[y0:y1, x0:x1])
-    rgb = np.ascontiguousarray(img[..., :3])
+    rgb = cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
     out[y0:y1, x0:x1] = cv2.blendLinear(rgb, crop, a, 1.0 - a)
 
 
@@ -386,11 +460,15 @@ class WarpRenderer:
             kps = stabilize_face(drive.keypoints, state.rig.ref, state.rig.ref_ok, cfg.threshold,
                                  cfg.face_smooth)
             drive = drive.replace(keypoints=kps.astype(np.float32))
+        cache: dict = {}  # layers that did not move since the last frame are not warped again
         with ProgressBar(len(poses), progress, "warp") as bar:
             for a, b in window_bounds(len(poses), chunk):
-                frames = np.stack([warp_frame(state.rig, drive.keypoints[t], cfg.threshold,
-                                              cfg.mouth_ramp, cfg.map_stride)
-                                   for t in range(a, b)])
+                kp = drive.keypoints[a:b]
+                tr = part_transforms_batch(state.rig.ref, state.rig.ref_ok,
+                                           kp[..., :2].astype(np.float64), kp[..., 2] >= cfg.threshold)
+                frames = np.stack([warp_frame(state.rig, kp[t], cfg.threshold, cfg.mouth_ramp,
+                                              cfg.map_stride, cache, tr[t])
+                                   for t in range(b - a)])
                 bar.update(b - a)
                 if callback is not None:
                     callback(b, len(poses))
