@@ -133,6 +133,43 @@ def speed(renderers: dict, args) -> dict:
     return best
 
 
+def attention_scaling(frames=(7, 16, 32, 64), tokens: int = 64, width: int = 128, topk: int = 2,
+                      repeat: int = 3) -> list[dict]:
+    """One temporal (cross-frame) attention layer of the denoiser, dense (all F frames) against the
+    gathered global mask (self + reference + K past frames), at window lengths ``frames``: where
+    the sparse attention starts to pay. Best of ``repeat``, milliseconds."""
+    import torch
+
+    from pose2video.vdm.model import Attention
+    from pose2video.vdm.sparse import plan_tensors, topk_past_frames, SparsePlan
+
+    att = Attention(width, 4).eval()
+    out = []
+    for F in frames:
+        x = torch.randn(1, F, tokens, width)
+        idx, valid = topk_past_frames(np.random.default_rng(0).random((F, F)), topk)
+        plan = plan_tensors([SparsePlan(idx, valid, None)])
+
+        def dense():
+            h = x.transpose(1, 2).reshape(tokens, F, width)
+            att(h)
+
+        def sparse():
+            att.gathered(x, plan["index"], plan["mask"])
+
+        res = {"frames": F}
+        with torch.no_grad():
+            for name, fn in (("dense", dense), ("global", sparse)):
+                best = float("inf")
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    fn()
+                    best = min(best, time.perf_counter() - t0)
+                res[name] = best * 1000
+        out.append(res)
+    return out
+
+
 def lipsync(frames: list[np.ndarray], wav: np.ndarray | None, fps: float) -> float:
     """Lagged correlation of the re-detected mouth opening with the audio envelope (module doc)."""
     from csg import keypoints as K
@@ -186,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"row {label}: skipped, {why}")
         else:
             renderers[row] = r
+    scal = attention_scaling(tokens=(args.max_side // 16) ** 2 // 4 if args.max_side else 64)
+    print("one temporal attention layer (width 128, 4 heads), ms: frames / dense / global "
+          f"(self + reference + {2} past)")
+    for a in scal:
+        print(f"  F={a['frames']:3d}  dense {a['dense']:7.2f}  global {a['global']:7.2f}")
     sp = speed(renderers, args)
     base = sp.get("teacher", {}).get("total")
     clips = [] if args.no_quality else find_clips([Path(c) for c in args.clips])
@@ -246,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{q['pck_body']:.2f} | {q['pck_hands']:.2f} | {q['lipsync_r']:.2f} ({real:.2f}) |")
         table.append({"row": row, "label": ROWS[row][0], **t, **q, "lipsync_r_real": real})
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": table, "per_clip": quality,
+        Path(args.json).write_text(json.dumps({"rows": table, "attention_scaling": scal,
+                                               "per_clip": quality,
                                                "missing": missing, "args": vars(args)},
                                               indent=1, default=str))
     return 0
