@@ -132,11 +132,13 @@ def run_row(argv: list[str]) -> tuple[str | None, float]:
     from csg.errors import CsgError
 
     from .cli import run
+    from .worker import in_process
 
     t0 = time.perf_counter()
     try:
         Path(argv[argv.index("-o") + 1]).parent.mkdir(parents=True, exist_ok=True)
-        run.main(args=list(argv) + ["--quiet"], prog_name="csg run", standalone_mode=False)
+        with in_process():  # one process for every row: torch is imported once, here
+            run.main(args=list(argv) + ["--quiet"], prog_name="csg run", standalone_mode=False)
         err = None
     except click.ClickException as e:
         err = _one_line(e.format_message())

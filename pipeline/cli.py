@@ -1,8 +1,11 @@
 """``csg run``: photo + speech -> mp4 (with the audio), the skeleton JSON and a run record."""
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import platform
+import threading
 import time
 from pathlib import Path
 
@@ -96,44 +99,81 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
             quiet=False) -> dict:
     """Run both stages through :class:`pipeline.CoSpeechPipeline` and write the outputs into the
     temporary files of ``outputs`` (a :class:`csg.outputs.OutputSet` keyed ``-o``, ``--pose-out``,
-    ``run record``, committed by the caller); returns the run record."""
+    ``run record``, committed by the caller); returns the run record.
+
+    The work overlaps where it can without changing a byte of the outputs: stage 1 loads (torch,
+    diffusers, the weights) in a forked worker process (:mod:`pipeline.worker`) while this process
+    decodes the audio and extracts the reference skeleton, the renderer prepares the photo while
+    stage 1 samples, and a thread encodes the video while the renderer draws the next frames.
+    """
     from csg.audio import SAMPLE_RATE, check_audible, load_audio, num_frames_for
     from csg.config import to_dict
     from csg.image import load_image
     from csg.pose import PoseSequence
     from csg.video import VideoWriter
-    from pipeline.pipeline import CoSpeechPipeline, check_pose_matches
+    from pipeline.pipeline import CoSpeechPipeline, check_pose_matches, uses_generator
+    from pipeline.worker import start_stage1
 
+    startup = process_age()
     t_start = time.perf_counter()
+    spans: dict[str, tuple[float, float]] = {}
+
+    def span(name: str, t0: float) -> None:
+        spans[name] = (t0, time.perf_counter())
+
     pipe = CoSpeechPipeline.from_config(cfg)
-    pipe.renderer()  # a bad renderer name or option fails here, before any stage
-    lim = cfg.limits
-    wav = load_audio(audio, SAMPLE_RATE, max_seconds=lim.max_audio_seconds,
-                     limit_name="limits.max_audio_seconds (--set limits.max_audio_seconds=N)")
-    check_audible(wav, SAMPLE_RATE, str(audio), min_seconds=lim.min_audio_seconds)
-    image = load_image(ref)
-    ref_pose = poses = None
-    if ref_pose_path is not None:
-        ref_pose = PoseSequence.load(ref_pose_path).frame(0)
-        check_pose_matches(ref_pose, image.shape[:2], str(ref_pose_path))
-    if pose_in is not None:
-        poses = PoseSequence.load(pose_in)
-        check_pose_matches(poses, image.shape[:2], str(pose_in))
-        _say_length_policy(poses, num_frames_for(len(wav), SAMPLE_RATE, poses.fps),
-                           len(wav) / SAMPLE_RATE, pose_in, quiet)
-    result = pipe(image, wav, sr=SAMPLE_RATE, ref_pose=ref_pose, poses=poses, seed=cfg.seed,
-                  progress=not quiet, output_type="iterator")
-    poses, timings = result.poses, dict(result.timings)
-    timings.setdefault("audio2pose", 0.0)
+    renderer = pipe.renderer()  # a bad renderer name or option fails here, before any stage
+    stage1 = start_stage1(pipe) if pose_in is None else None
+    try:
+        lim = cfg.limits
+        wav = load_audio(audio, SAMPLE_RATE, max_seconds=lim.max_audio_seconds,
+                         limit_name="limits.max_audio_seconds (--set limits.max_audio_seconds=N)")
+        check_audible(wav, SAMPLE_RATE, str(audio), min_seconds=lim.min_audio_seconds)
+        image = load_image(ref)
+        ref_pose = poses = None
+        if ref_pose_path is not None:
+            ref_pose = PoseSequence.load(ref_pose_path).frame(0)
+            check_pose_matches(ref_pose, image.shape[:2], str(ref_pose_path))
+        if pose_in is not None:
+            poses = PoseSequence.load(pose_in)
+            check_pose_matches(poses, image.shape[:2], str(pose_in))
+            _say_length_policy(poses, num_frames_for(len(wav), SAMPLE_RATE, poses.fps),
+                               len(wav) / SAMPLE_RATE, pose_in, quiet)
+        span("inputs", t_start)
+        t0 = time.perf_counter()
+        if ref_pose is None:
+            ref_pose = pipe.extract_reference(image)
+        span("extract", t0)
+        if stage1 is not None:
+            stage1.submit(wav, SAMPLE_RATE, ref_pose, seed=cfg.seed, guidance=None,
+                          progress=not quiet)
+        t0 = time.perf_counter()
+        prepared = pipe.prepare(image, ref_pose)  # while stage 1 samples in its worker
+        span("prepare", t0)
+        if stage1 is not None:
+            t0 = time.perf_counter()
+            poses = stage1.result()
+            span("audio2pose_wait", t0)
+            spans.update(stage1.spans)
+    finally:
+        if stage1 is not None:
+            stage1.close()
+    generator = pipe.generators(cfg.seed)["render"] if uses_generator(renderer) else None
     t0 = time.perf_counter()
-    n = 0
-    with VideoWriter(outputs.temp("-o"), poses.fps, _first_hw(result), audio=wav,
+    frames = pipe.render_frames(prepared, poses, generator=generator, audio=wav, sr=SAMPLE_RATE,
+                                progress=not quiet)
+    first = next(frames, None)
+    if first is None:
+        from csg.errors import CsgError
+
+        raise CsgError(f"renderer {cfg.render.renderer!r} produced no frames for "
+                       f"{poses.num_frames} skeletons; nothing was written")
+    h, w = first.shape[1:3]
+    span("first_frame", t0)
+    with VideoWriter(outputs.temp("-o"), poses.fps, (h, w), audio=wav,
                      audio_sr=SAMPLE_RATE, overwrite=True, preset="veryfast") as writer:
-        for chunk in result.frames:
-            for frame in chunk:
-                writer.write(frame)
-            n += len(chunk)
-    timings["render"] = time.perf_counter() - t0
+        n = write_chunks(writer, itertools.chain([first], frames))
+    span("render", t0)
     if n != poses.num_frames:
         from csg.errors import CsgError
 
@@ -141,29 +181,84 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
                        f"{poses.num_frames} skeletons; nothing was written")
     poses.meta.update({"audio": str(audio), "reference": str(ref), "seed": cfg.seed})
     poses.save(outputs.temp("--pose-out"))
-    timings["total"] = time.perf_counter() - t_start
+    span("total", t_start)
+    timings = {name: b - a for name, (a, b) in spans.items()}
+    timings["audio2pose"] = timings.get("stage1_load", 0.0) + timings.get("stage1_generate", 0.0)
+    timings["stage1_in_process"] = float(stage1 is None or stage1.in_process)
+    # when each phase ran: seconds since the process started (or since execute began)
+    origin = t_start - (startup or 0.0)
+    timeline = {name: [round(a - origin, 3), round(b - origin, 3)] for name, (a, b) in spans.items()}
     seconds = poses.num_frames / poses.fps
-    h, w = _first_hw(result)
     record = {"format": "csg.run", "version": 1, "inputs": {"ref": str(ref), "audio": str(audio),
               "pose": str(pose_in) if pose_in else None},
               "outputs": {"video": str(outputs["-o"]), "pose": str(outputs["--pose-out"]),
                           "run": str(outputs["run record"])},
               "config": to_dict(cfg), "seed": cfg.seed, "frames": poses.num_frames,
               "seconds": seconds, "video_size_hw": [h, w], "timings": timings,
-              "realtime_factor": seconds / timings["total"], "versions": package_versions()}
+              "timeline": timeline, "realtime_factor": seconds / timings["total"],
+              "versions": package_versions()}
+    if startup is not None:
+        timings["startup"] = startup
+        timings["process"] = startup + timings["total"]
+        record["realtime_factor_process"] = seconds / timings["process"]
     outputs.temp("run record").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
 
 
-def _first_hw(result) -> tuple[int, int]:
-    """(H, W) of the rendered frames: peeks at the first chunk of an iterator output."""
-    import itertools
+def write_chunks(writer, chunks, depth: int = 2) -> int:
+    """Write the (n, H, W, 3) frame chunks of the iterator ``chunks`` with ``writer.write`` from
+    a second thread, so encoding (x264, which leaves Python's GIL) overlaps the drawing of the
+    next chunk; frames keep their order, so the file is the same as written in one thread. At most
+    ``depth`` chunks wait (each is copied: a renderer may reuse its buffer). Returns the number of
+    frames; an error in either thread stops both and is raised here."""
+    import queue
 
-    if not hasattr(result, "_hw"):
-        first = next(result.frames)
-        result.frames = itertools.chain([first], result.frames)
-        result._hw = tuple(first.shape[1:3])
-    return result._hw
+    import numpy as np
+
+    todo: queue.Queue = queue.Queue(maxsize=depth)
+    failed: list[BaseException] = []
+
+    def encode() -> None:
+        while True:
+            chunk = todo.get()
+            if chunk is None:
+                return
+            if failed:
+                continue  # drain, so the producer never blocks on a dead consumer
+            try:
+                for frame in chunk:
+                    writer.write(frame)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                failed.append(e)
+
+    thread = threading.Thread(target=encode, name="csg-encode", daemon=True)
+    thread.start()
+    n = 0
+    try:
+        for chunk in chunks:
+            if failed:
+                break
+            todo.put(np.array(chunk, copy=True))
+            n += len(chunk)
+    finally:
+        todo.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+    return n
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included), read from
+    Linux's /proc; None elsewhere."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _say_length_policy(poses, audio_frames: int, audio_seconds: float, source, quiet: bool):

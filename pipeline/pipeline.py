@@ -301,12 +301,13 @@ class CoSpeechPipeline:
                 ref_pose = self.extract_reference(image)
             check_pose_matches(poses, image.shape[:2], "poses")
             prepared = self.prepare(image, ref_pose, renderer=renderer)
-        if generator is None:
+        r = self.renderer(renderer)
+        if generator is None and uses_generator(r):
             generator = self.generators()["render"]
         if audio is not None:
             audio = resample(np.asarray(audio, np.float32), int(sr), SAMPLE_RATE)
         h, w = prepared.size_hw
-        yield from self.renderer(renderer).render(
+        yield from r.render(
             prepared.state, rescale_pose(poses, h, w), audio=audio, generator=generator,
             callback=callback, progress=progress, chunk=chunk)
 
@@ -355,6 +356,22 @@ class CoSpeechPipeline:
         stacked = np.concatenate(list(frames), axis=0)
         timings["render"] = time.perf_counter() - t0
         return CoSpeechOutput(poses, stacked, timings)
+
+
+IGNORES_GENERATOR = frozenset({"warp"})
+"""Renderers documented to draw no random numbers (``generator`` is accepted and ignored). The
+pipeline builds no torch generator for them, so ``csg run`` with them never imports torch in its
+main process (stage 1 runs in a worker, :mod:`pipeline.worker`). A renderer may say so itself
+with a ``uses_generator`` attribute."""
+
+
+def uses_generator(renderer: Any) -> bool:
+    """Whether ``renderer`` draws from the ``generator`` it is given (see
+    :data:`IGNORES_GENERATOR`)."""
+    flag = getattr(renderer, "uses_generator", None)
+    if flag is not None:
+        return bool(flag)
+    return getattr(renderer, "name", None) not in IGNORES_GENERATOR
 
 
 def _jsonable(options: dict[str, Any], what: str) -> dict[str, Any]:
