@@ -150,14 +150,25 @@ def _smooth(x: np.ndarray, good: np.ndarray, sigma: float) -> np.ndarray:
     """Zero-phase Gaussian smoothing over frames (axis 0) of the ``good`` frames; others kept."""
     if sigma <= 0 or good.sum() < 2:
         return x
-    from scipy.ndimage import gaussian_filter1d
-
     out = x.copy()
     idx = np.flatnonzero(good)
-    sm = gaussian_filter1d(x[idx].real, sigma, axis=0, mode="nearest")
-    if np.iscomplexobj(x):
-        sm = sm + 1j * gaussian_filter1d(x[idx].imag, sigma, axis=0, mode="nearest")
-    out[idx] = sm
+    out[idx] = gaussian_filter_frames(x[idx], sigma)
+    return out
+
+
+def gaussian_filter_frames(x: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Gaussian smoothing along axis 0 with edge padding (``scipy.ndimage.gaussian_filter1d``
+    with ``mode="nearest"`` and the same kernel, radius ``int(truncate * sigma + 0.5)``), for real
+    or complex arrays, without importing scipy.ndimage (~0.4 s)."""
+    r = int(truncate * float(sigma) + 0.5)
+    if r <= 0 or len(x) == 0:
+        return x.copy()
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / float(sigma)) ** 2)
+    k /= k.sum()
+    pad = np.concatenate([np.repeat(x[:1], r, 0), x, np.repeat(x[-1:], r, 0)])
+    out = np.zeros_like(x, dtype=np.result_type(x.dtype, np.float64))
+    for j, wj in enumerate(k):
+        out += wj * pad[j:j + len(x)]
     return out
 
 

@@ -42,6 +42,8 @@ class Layer:
     order: np.ndarray  # (M,) draw order (z-order), first to last
     image: np.ndarray  # (H, W, 3) uint8 source pixels, or (H, W, 4) with alpha for overlays
     hole: np.ndarray | None = None  # (H, W) uint8 an overlay's hole (where the photo shows it)
+    samples: tuple[np.ndarray, np.ndarray] | None = None  # overlay content points: vertex ids
+    # (N, 3) and barycentric weights (N, 3), every SAMPLE_STEP px: where its content goes
 
 
 class _Anchors:

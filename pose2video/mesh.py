@@ -189,21 +189,45 @@ UNCOVERED = -1.0e4
 
 
 def affine_map(src: np.ndarray, dst: np.ndarray, tris: np.ndarray, order: np.ndarray,
-               box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+               box: tuple[int, int, int, int], affines: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Exact (stride 1) backward map over ``box`` for the mesh ``src -> dst`` drawing ``order``.
 
     The same map as ``warp_map(..., stride=1)`` where a triangle is drawn; pixels no drawn
     triangle covers map to :data:`UNCOVERED`. The triangle-index raster is 8 bit for fewer than
     255 drawn triangles and the six affine coefficients are gathered with ``cv2.LUT``.
+    affines: ``backward_affines(src, dst, tris[order])`` when already computed.
     Returns map_x, map_y (h, w) float32.
     """
     y0, y1, x0, x1 = box
-    aff = backward_affines(src, dst, tris[order]).reshape(-1, 6)
+    aff = (backward_affines(src, dst, tris[order]) if affines is None else affines).reshape(-1, 6)
     table = np.concatenate([[[0.0, 0, UNCOVERED, 0, 0, UNCOVERED]], aff]).astype(np.float32)
     idx = _raster_positions(dst, tris, order, box)
     xs = np.arange(x0, x1, dtype=np.float32)[None, :]
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     return _plane_maps(_gather(idx, table), xs, ys)
+
+
+def forward_stretch(affines: np.ndarray) -> np.ndarray:
+    """(M,) the largest stretch (singular value) of the forward maps whose backward affines
+    (M, 2, 3) are given: 1 / the smallest singular value of each backward linear part."""
+    a, b, c, d = (affines[:, i, j] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    sq = a * a + b * b + c * c + d * d
+    det = np.abs(a * d - b * c)
+    smin2 = 0.5 * (sq - np.sqrt(np.maximum(sq * sq - 4 * det * det, 0.0)))
+    return 1.0 / np.sqrt(np.maximum(smin2, 1e-12))
+
+
+def barycentric(points: np.ndarray, src: np.ndarray, tris: np.ndarray, tri: np.ndarray,
+                ) -> np.ndarray:
+    """(N, 3) barycentric coordinates of ``points`` (N, 2) in their triangles ``tris[tri]``."""
+    p0, p1, p2 = (src[tris[tri, k]] for k in range(3))
+    e1, e2, q = p1 - p0, p2 - p0, points - p0
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    det = np.where(np.abs(det) > 1e-12, det, 1.0)
+    l1 = (q[:, 0] * e2[:, 1] - q[:, 1] * e2[:, 0]) / det
+    l2 = (e1[:, 0] * q[:, 1] - e1[:, 1] * q[:, 0]) / det
+    return np.stack([1.0 - l1 - l2, l1, l2], 1)
 
 
 def bounding_box(points: np.ndarray, size_hw: tuple[int, int], pad: int = 2,

@@ -144,8 +144,10 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
             layer.image = np.dstack([image, _u8(a * inside)])
             layer.hole = _u8(h_part)
             # draw only triangles with something to show: the others add nothing but area
-            content = _content_triangles(layer, (layer.image[..., 3] > 0) | (layer.hole > 0))
+            has = (layer.image[..., 3] > 0) | (layer.hole > 0)
+            content = _content_triangles(layer, has)
             layer.order = layer.order[content[layer.order]]
+            layer.samples = _content_samples(layer, has)
             arms.append(layer)
             union = np.maximum(union, np.round(h_part * 255) / 255)
     fill = arm_free_base(image, union > 0, ref, ref_ok, person, config.inpaint_size)
@@ -182,6 +184,46 @@ def _content_triangles(layer: Layer, content: np.ndarray, margin: int = 2) -> np
     return out
 
 
+SAMPLE_STEP = 3  # px between the content points of an overlay (its box per frame)
+
+
+def _content_samples(layer: Layer, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points of an overlay's content (a grid every SAMPLE_STEP px and its outline) as vertex
+    ids (N, 3) and barycentric weights (N, 3) of the triangles they lie in: per frame their
+    images bound where the content lands (:func:`_layer_box`)."""
+    import cv2
+
+    h, w = content.shape
+    ys, xs = np.nonzero(content[::SAMPLE_STEP, ::SAMPLE_STEP])
+    pts = [np.stack([xs, ys], 1) * SAMPLE_STEP]
+    contours, _ = cv2.findContours(content.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    pts += [c.reshape(-1, 2) for c in contours]
+    pts = np.concatenate(pts).astype(np.float64) if pts else np.zeros((0, 2))
+    tri = mesh.rasterize(layer.src, layer.tris, np.arange(len(layer.tris)), (0, h, 0, w))
+    t = tri[pts[:, 1].astype(int), pts[:, 0].astype(int)]
+    pts, t = pts[t >= 0], t[t >= 0]
+    return layer.tris[t], mesh.barycentric(pts, layer.src, layer.tris, t)
+
+
+def _layer_box(layer: Layer, dst: np.ndarray, affines: np.ndarray,
+               size_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The box an overlay's content lands in for mesh ``dst``: the images of its content points
+    grown by their spacing times the largest stretch (a piecewise-affine map is Lipschitz with
+    that constant) plus the bilinear reach; never more than its triangles' box."""
+    tri_box = mesh.bounding_box(dst[layer.tris[layer.order]].reshape(-1, 2), size_hw)
+    if layer.samples is None or tri_box is None or len(layer.samples[0]) == 0:
+        return tri_box
+    vid, lam = layer.samples
+    pts = (dst[vid] * lam[..., None]).sum(1)
+    reach = (SAMPLE_STEP * 0.75 + 1.0) * float(mesh.forward_stretch(affines).max())
+    box = mesh.bounding_box(pts, size_hw, pad=int(np.ceil(reach)) + 2)
+    if box is None:
+        return None
+    return (max(box[0], tri_box[0]), min(box[1], tri_box[1]), max(box[2], tri_box[2]),
+            min(box[3], tri_box[3]))
+
+
 def _u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
@@ -215,13 +257,15 @@ def _targets(layer: Layer, transforms: np.ndarray, tgt: np.ndarray, tgt_ok: np.n
 
 def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
                mouth_ramp: float = 0.04, stride: int = 2, cache: dict | None = None,
-               transforms: np.ndarray | None = None) -> np.ndarray:
+               transforms: np.ndarray | None = None, out: np.ndarray | None = None,
+               ) -> np.ndarray:
     """One frame (H, W, 3) uint8 for target keypoints (133, 3) on the photo's canvas.
 
     stride: the base layer's dense map is computed on a grid this much coarser (see
     mesh.warp_map). cache: an optional dict kept between the frames of one sequence; a layer
     whose mesh did not move since the previous frame is not warped again (same output).
     transforms: this frame's part transforms when already computed (rig.part_transforms_batch).
+    out: an (H, W, 3) uint8 array to draw into (returned), instead of a new one.
 
     Compositing: the base layer (photo, fill, hole union) is warped; the arm layers are warped
     with their holes; ``h = hole_base * (1 - union of the arm holes)`` is where an arm has left,
@@ -240,7 +284,10 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
     moved = mesh.moved_triangles(base.src, dst, base.tris)
     still = not moved.any() and all(not np.abs(d - a.src).max() > 1e-3
                                     for d, a in zip(arm_dst, rig.arms))
-    out = rig.image.copy()
+    if out is None:
+        out = rig.image.copy()
+    else:
+        np.copyto(out, rig.image)
     if not still:
         warped = _cached(cache, "base", dst, lambda: _warp_base(rig, dst, moved, stride))
         region, hole, fill = warped[3:] if warped is not None else (rig.hole_box, None, None)
@@ -305,15 +352,15 @@ def _warp_base(rig: WarpRig, dst: np.ndarray, moved: np.ndarray, stride: int) ->
     warped = cv2.remap(base.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # the background stays the photo's
     cv2.copyTo(base.image[y0:y1, x0:x1], rig.outside_u8[y0:y1, x0:x1], warped)
-    # the hole union where it now is: the photo's box and the moved triangles over the hole
-    ht = moved & rig.base_hole_tris
-    region = rig.hole_box
-    if ht.any():
-        hb = mesh.bounding_box(dst[base.tris[ht]].reshape(-1, 2), rig.size_hw)
-        if hb is not None:
-            hb = (max(hb[0], y0), min(hb[1], y1), max(hb[2], x0), min(hb[3], x1))
-            region = hb if region is None else (min(region[0], hb[0]), max(region[1], hb[1]),
-                                                min(region[2], hb[2]), max(region[3], hb[3]))
+    # the hole union where it now is: its warped pixels in the box, the photo's outside it
+    region = None
+    bx, by, bw, bh = cv2.boundingRect(cv2.extractChannel(warped, 3))
+    if bw > 0 and bh > 0:
+        region = (y0 + by, y0 + by + bh, x0 + bx, x0 + bx + bw)
+    hb = rig.hole_box
+    if hb is not None and not (hb[0] >= y0 and hb[1] <= y1 and hb[2] >= x0 and hb[3] <= x1):
+        region = hb if region is None else (min(region[0], hb[0]), max(region[1], hb[1]),
+                                            min(region[2], hb[2]), max(region[3], hb[3]))
     hole = fill = None
     if region is not None:
         r0, r1, c0, c1 = region
@@ -341,10 +388,11 @@ def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
 
     if len(layer.order) == 0:
         return None
-    box = mesh.bounding_box(dst[layer.tris[layer.order]].reshape(-1, 2), size_hw)
-    if box is None:
+    aff = mesh.backward_affines(layer.src, dst, layer.tris[layer.order])
+    box = _layer_box(layer, dst, aff, size_hw)
+    if box is None or box[1] <= box[0] or box[3] <= box[2]:
         return None
-    mx, my = mesh.affine_map(layer.src, dst, layer.tris, layer.order, box)
+    mx, my = mesh.affine_map(layer.src, dst, layer.tris, layer.order, box, aff)
     rgba = cv2.remap(layer.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                      borderValue=0)
     hole = cv2.remap(layer.hole, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
@@ -466,9 +514,10 @@ class WarpRenderer:
                 kp = drive.keypoints[a:b]
                 tr = part_transforms_batch(state.rig.ref, state.rig.ref_ok,
                                            kp[..., :2].astype(np.float64), kp[..., 2] >= cfg.threshold)
-                frames = np.stack([warp_frame(state.rig, kp[t], cfg.threshold, cfg.mouth_ramp,
-                                              cfg.map_stride, cache, tr[t])
-                                   for t in range(b - a)])
+                frames = np.empty((b - a, h, w, 3), np.uint8)
+                for t in range(b - a):
+                    warp_frame(state.rig, kp[t], cfg.threshold, cfg.mouth_ramp, cfg.map_stride,
+                               cache, tr[t], frames[t])
                 bar.update(b - a)
                 if callback is not None:
                     callback(b, len(poses))
