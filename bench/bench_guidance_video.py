@@ -22,7 +22,8 @@ rendered with each setting and seed, then:
 - **s/clip**: render wall time (1 torch thread, shared CPU).
 
 Settings: ``none``; ``sg@r`` / ``dg@r`` (r: guided fraction; dg = residual form); ``dgl@r`` (literal
-Eq. 12); suffix ``-noface`` (λ_f = 0, without D_face) or ``-nononface`` (λ_nf = 0, without D_non-face).
+Eq. 12); suffix ``-noface`` (λ_f = 0, without D_face) or ``-nononface`` (λ_nf = 0, without D_non-face);
+``@rxk`` sets this row's λ scale to k (e.g. ``sg@0.5x1``: PAHA's λ).
 The real clip's own frames are measured the same way (row "real video").
 """
 from __future__ import annotations
@@ -63,10 +64,12 @@ def parse_setting(name: str) -> dict:
     if name == "none":
         return {"mode": "none", "r": 0.0, "face": True, "nonface": True, "form": "residual"}
     head, r = name.split("@")
+    r, _, scale = r.partition("x")
     parts = head.split("-")
     mode = {"sg": "sg", "dg": "dg", "dgl": "dg"}[parts[0]]
     return {"mode": mode, "r": float(r), "form": "literal" if parts[0] == "dgl" else "residual",
-            "face": "noface" not in parts[1:], "nonface": "nononface" not in parts[1:]}
+            "face": "noface" not in parts[1:], "nonface": "nononface" not in parts[1:],
+            "scale": float(scale) if scale else None}
 
 
 def load_clip(path: Path, frames: int, max_side: int) -> dict:
@@ -158,6 +161,7 @@ def set_guidance(renderer, s: dict, face, nonface, scale: float) -> None:
     if s["mode"] == "none":
         renderer.guidance = None
         return
+    scale = s.get("scale") or scale
     cfg = GuidanceConfig(mode=s["mode"], lambda_nonface=1.0 * scale, lambda_face=0.1 * scale,
                          guided_fraction=s["r"], dg_form=s["form"])
     renderer.guidance = (cfg, face if s["face"] else None, nonface if s["nonface"] else None)

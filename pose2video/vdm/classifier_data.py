@@ -50,6 +50,7 @@ class VideoClassifierTrainConfig:
     generator: str = ""  # vdm folder ("": the embedded checkpoint); encoder init + pool
     out: str = "runs/classifier_video"  # output folder; --out overrides
     model: VideoClassifierModelConfig = field(default_factory=VideoClassifierModelConfig)
+    init: str = ""  # continue from this classifier folder ("": the vdm's encoder + a fresh head)
     window_lengths: tuple = (4, 6, 8)  # frames per pair (vdm windows: 6 frames, 4 new)
     min_shift: int = 8  # shortest audio shift of a shifted negative, frames (0.32 s at 25 fps)
     p_mask: float = 0.8  # p of zeroing everything outside the region (PAHA)

@@ -122,10 +122,18 @@ def train(cfg: VideoClassifierTrainConfig, *, renderer=None) -> dict:
              len(val.names), ", ".join(val.names))
     pool = _pool(cfg, renderer, real, "train", cfg.pool_size, out, canvas)
     val_pool = _pool(cfg, renderer, val, "val", max(8, cfg.pool_size // 4), out, canvas)
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
-        model = VideoSyncClassifier.from_denoiser(den, cfg.region, depth=cfg.model.depth,
-                                                  head_width=cfg.model.head_width)
+    if cfg.init:
+        from .classifier import load_classifier
+
+        model = load_classifier(cfg.init, region=cfg.region)
+        if model.config.region != cfg.region:
+            raise ConfigError(f"{cfg.init}: a {model.config.region} classifier, this run trains "
+                              f"{cfg.region}")
+    else:
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            model = VideoSyncClassifier.from_denoiser(den, cfg.region, depth=cfg.model.depth,
+                                                      head_width=cfg.model.head_width)
     model.train().requires_grad_(True)
     enc = [p for n, p in model.named_parameters()
            if n.split(".")[0] in ("patch_embed", "time_mlp", "audio_in", "audio_pos", "blocks")]
