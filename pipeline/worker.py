@@ -51,6 +51,28 @@ def in_process():
         _in_process_depth -= 1
 
 
+_LOADED: dict[tuple, Any] = {}
+
+
+def _reuse_loaded(pipe) -> None:
+    """Within :func:`in_process` (``csg batch``): give ``pipe`` the stage-1 model an earlier run
+    loaded from the same unchanged folder on the same device, instead of reading it again. The
+    model is only used for inference (no state between calls)."""
+    if getattr(pipe, "_audio2pose", None) is not None or not hasattr(pipe, "_stage1_folder"):
+        return
+    try:
+        folder = pipe._stage1_folder().resolve()
+        stamp = tuple(sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size)
+                             for f in folder.rglob("*") if f.is_file()))
+    except (OSError, AttributeError):
+        return
+    key = (str(folder), str(pipe.config.device), stamp)
+    if key not in _LOADED:
+        _LOADED.clear()  # one model kept: a batch with many checkpoints does not pile them up
+        _LOADED[key] = pipe.audio2pose
+    pipe._audio2pose = _LOADED[key]
+
+
 def can_fork() -> bool:
     """True when forking a stage-1 worker is safe and allowed (see the module docstring)."""
     import multiprocessing
@@ -78,6 +100,8 @@ class InProcessStage1:
     def submit(self, wav, sr: int, ref_pose, *, seed: int, guidance: str | None,
                progress: bool) -> None:
         t0 = time.perf_counter()
+        if _in_process_depth:
+            _reuse_loaded(self.pipe)
         self.pipe.audio2pose  # noqa: B018 - load (imports torch and diffusers), timed apart
         self.spans["stage1_load"] = (t0, time.perf_counter())
         t0 = time.perf_counter()

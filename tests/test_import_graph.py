@@ -157,3 +157,40 @@ def test_nothing_but_pipeline_imports_pipeline():
     bad = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() if m.split(".")[0] != "pipeline"
                  for d, _ in deps if d.split(".")[0] == "pipeline")
     assert bad == []
+
+
+# --- csg run start-up (issue #17) ------------------------------------------------------------------
+HEAVY = ("torch", "diffusers", "transformers", "mediapipe", "av", "scipy", "matplotlib",
+         "controlnet_aux", "accelerate", "safetensors")
+RUN_ENTRY = ("csg.cli", "csg.__main__", "pipeline.cli", "pipeline.worker", "pipeline.pipeline",
+             "pipeline.config")
+
+
+def _top_level_third_party(path: Path) -> set[str]:
+    """Top-level package names a module imports at module level (not inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_csg_run_imports_no_heavy_package_before_it_forks_its_stage1_worker():
+    """Everything `csg run` imports at module level, followed through internal modules, stays
+    free of torch, diffusers, mediapipe, av, scipy ...: they are imported inside functions, so
+    the stage-1 worker can fork at once (pipeline.worker) and `csg --help` stays instant."""
+    seen, todo, heavy = set(), list(RUN_ENTRY), {}
+    while todo:
+        m = todo.pop()
+        if m in seen or m not in MODULES:
+            continue
+        seen.add(m)
+        for pkg in _top_level_third_party(MODULES[m]) & set(HEAVY):
+            heavy.setdefault(pkg, []).append(m)
+        todo += [d for d, top in GRAPH[m] if top]
+        todo += [".".join(m.split(".")[:i]) for i in range(1, m.count(".") + 1)]  # packages
+    assert "pipeline" in seen and "csg" in seen and "csg.pose" in seen
+    assert heavy == {}

@@ -235,3 +235,43 @@ def test_csg_run_with_the_worker_writes_the_same_bytes_as_in_one_process(tmp_pat
         assert record["timeline"]["total"][1] > record["timeline"]["first_frame"][1] > 0
         outs[mode] = (out.read_bytes(), out.with_name("talk.pose.json").read_bytes())
     assert outs["1"] == outs["0"]
+
+
+def test_batch_runs_reuse_the_loaded_stage1_model_until_its_files_change(tmp_path):
+    from types import SimpleNamespace
+
+    folder = tmp_path / "stage1"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(b"1")
+    loads = []
+
+    class Pipe(FakePipe):
+        config = SimpleNamespace(device="cpu")
+
+        def __init__(self):
+            super().__init__()
+            self._audio2pose = None
+
+        def _stage1_folder(self):
+            return folder
+
+        @property
+        def audio2pose(self):
+            if self._audio2pose is None:
+                loads.append(1)
+                self._audio2pose = object()
+            return self._audio2pose
+
+    def run():
+        p = Pipe()
+        s = W.InProcessStage1(p)
+        s.submit(np.zeros(4, np.float32), 16000, None, seed=0, guidance=None, progress=False)
+        return p._audio2pose
+
+    with W.in_process():
+        a, b = run(), run()
+        assert a is b and len(loads) == 1
+        (folder / "w.bin").write_bytes(b"22")  # retrained between rows
+        assert run() is not a and len(loads) == 2
+    run()  # outside a batch: every run loads its own
+    assert len(loads) == 3
