@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--classifiers", default="", help="folder of classifier_face/ + classifier_nonface/")
     p.add_argument("--lambda-scale", type=float, default=1.0, help="x PAHA's (λ_nf, λ_f) = (1, 0.1)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--control-audio", default="",
+                   help="media file whose speech is the other-audio control (default: the next "
+                        "clip's; needed with a single clip)")
     p.add_argument("--json", default="")
     p.add_argument("--save-frames", default="", help="folder for one PNG strip per render")
     return p.parse_args(argv)
@@ -203,8 +206,17 @@ def main(argv=None) -> int:
     settings = args.settings.split(",")
     out_json = Path(args.json) if args.json else None
     results = {"args": vars(args), "rows": []}
+    if args.control_audio:
+        from csg.video import read_audio_track
+
+        ctl = read_audio_track(args.control_audio, 16000)[0]
+        others = [ctl for _ in clips]
+    elif len(clips) > 1:
+        others = [clips[(i + 1) % len(clips)]["wav"] for i in range(len(clips))]
+    else:
+        raise SystemExit("one clip: pass --control-audio FILE for the other-audio control")
     for i, clip in enumerate(clips):  # the real video row
-        other = clips[(i + 1) % len(clips)]["wav"]
+        other = others[i]
         m = sync_metrics(detect(clip["real"]), clip["wav"], other, clip["fps"])
         results["rows"].append({"setting": "real video", "clip": clip["name"], "seed": -1, **m})
         print("real", clip["name"], {k: round(v, 3) for k, v in m.items()}, flush=True)
@@ -220,7 +232,7 @@ def main(argv=None) -> int:
                 b = base.get((clip["name"], seed))
                 delta = float(np.abs(frames.astype(np.float32) - b).mean()) if b is not None \
                     else float("nan")
-                other = clips[(i + 1) % len(clips)]["wav"]
+                other = others[i]
                 row = {"setting": name, "clip": clip["name"], "seed": seed, "seconds": sec,
                        "delta": delta, **recon_metrics(frames, clip),
                        **sync_metrics(detect(frames), clip["wav"], other, clip["fps"])}
