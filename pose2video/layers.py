@@ -44,6 +44,7 @@ class Layer:
     hole: np.ndarray | None = None  # (H, W) uint8 an overlay's hole (where the photo shows it)
     samples: tuple[np.ndarray, np.ndarray] | None = None  # overlay content points: vertex ids
     # (N, 3) and barycentric weights (N, 3), every SAMPLE_STEP px: where its content goes
+    rest_box: tuple[int, int, int, int] | None = None  # (y0, y1, x0, x1) of an overlay's content
 
 
 class _Anchors:
@@ -268,3 +269,39 @@ def other_people(mask: np.ndarray, skeleton: np.ndarray, min_share: float = 0.15
     size = sum(stats[i, cv2.CC_STAT_AREA] for i in mine) or 1
     return sum(1 for i in range(1, n) if i not in mine
                and stats[i, cv2.CC_STAT_AREA] >= min_share * size)
+
+
+def person_alpha(person: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 alpha of the skeleton's own person: the segmentation's probability on the
+    connected parts of it that touch the skeleton (another person stays out), grown by 2 px."""
+    import cv2
+
+    z = np.zeros(person.shape, np.uint8)
+    for i, j in K.BODY_EDGES:
+        if ref_ok[i] and ref_ok[j]:
+            cv2.line(z, tuple(np.round(ref[i]).astype(int)), tuple(np.round(ref[j]).astype(int)),
+                     1, 3)
+    mine = only_this_person(person > 0.3, z.astype(bool))
+    near = cv2.dilate(mine.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return np.clip(np.round(person * near * 255), 0, 255).astype(np.uint8)
+
+
+def background_plate(image: np.ndarray, alpha: np.ndarray, long_side: int = 256) -> np.ndarray:
+    """(H, W, 3) uint8: the photo with the person (``alpha`` > 0, grown by 3 px) inpainted from
+    the background around it (Telea at ``long_side`` px, upsampled), the photo elsewhere: what a
+    moving head or torso uncovers."""
+    import cv2
+
+    h, w = alpha.shape
+    mask = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((7, 7), np.uint8))
+    if not mask.any():
+        return image.copy()
+    f = min(1.0, long_side / max(h, w))
+    size = (max(int(w * f), 1), max(int(h * f), 1))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ms = cv2.dilate(cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST), np.ones((3, 3), np.uint8))
+    filled = cv2.inpaint(small, ms, 5, cv2.INPAINT_TELEA)
+    up = cv2.resize(cv2.GaussianBlur(filled, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    out = image.copy()
+    out[mask > 0] = up[mask > 0]
+    return out

@@ -27,8 +27,8 @@ from . import mesh
 from .base import (CanvasMismatchError, ProgressBar, ProgressCallback, check_inputs,
                    reference_pose_for, window_bounds)
 from .face import MouthStyle, mouth_style, paint_mouth
-from .layers import (Layer, arm_ok, base_anchors, forearm_anchors, hand_anchors, person_zone,
-                     upper_arm_anchors)
+from .layers import (Layer, arm_ok, background_plate, base_anchors, forearm_anchors, hand_anchors,
+                     person_alpha, person_zone, upper_arm_anchors)
 from .masks import arm_free_base, arm_mask, arm_radius, elbow_split, hand_zone, soft_alpha
 from .rig import SIDES, P, blend_transforms, part_transforms, part_transforms_batch
 
@@ -51,6 +51,7 @@ class WarpConfig:
     face_stabilize: bool = True  # rigid skull + jaw/lip expression, robust fit (face.stabilize_face)
     face_smooth: float = 1.0  # temporal Gaussian sigma (frames) of the face fit; 0: none
     map_stride: int = 2  # dense warp maps on a grid this much coarser, upsampled (1: exact)
+    still_background: bool = True  # with segmentation: the moved person over a static clean plate
 
 
 @dataclass
@@ -67,17 +68,24 @@ class WarpRig:
     outside: np.ndarray  # (H, W) bool outside the person zone: there the base is the photo
     hole_box: tuple[int, int, int, int] | None  # (y0, y1, x0, x1) around the hole union
     fill: np.ndarray  # (H, W, 3) the photo with the arms inpainted (masks.arm_free_base)
-    fill4: np.ndarray | None = None  # (H, W, 4) the fill padded to 4 channels (cv2's fast remap)
+    plate: np.ndarray | None = None  # (H, W, 3) the photo with the person inpainted, or None
+    person: np.ndarray | None = None  # (H, W) uint8 the skeleton's person (alpha over the plate)
+    # derived (__post_init__): 4-channel images for cv2's fast remap path, cv2 masks, samples
+    base4: np.ndarray | None = None  # (H, W, 4) photo + person alpha (255 without a plate)
+    fill4: np.ndarray | None = None  # (H, W, 4) fill + hole union
     outside_u8: np.ndarray | None = None  # (H, W) uint8 ``outside`` as a cv2 mask
+    hole_samples: tuple[np.ndarray, np.ndarray] | None = None  # points of the hole union
     base_hole_tris: np.ndarray | None = None  # (M,) bool base triangles over the hole union
 
     def __post_init__(self) -> None:
-        if self.fill4 is None:
-            self.fill4 = np.dstack([self.fill, np.zeros(self.size_hw, np.uint8)])
-        if self.outside_u8 is None:
-            self.outside_u8 = self.outside.astype(np.uint8)
-        if self.base_hole_tris is None:
-            self.base_hole_tris = _content_triangles(self.base, self.base.image[..., 3] > 0)
+        hole = self.base.image[..., 3]
+        alpha = self.person if self.plate is not None and self.person is not None else \
+            np.full(self.size_hw, 255, np.uint8)
+        self.base4 = np.dstack([self.image, alpha])
+        self.fill4 = np.dstack([self.fill, hole])
+        self.outside_u8 = self.outside.astype(np.uint8)
+        self.base_hole_tris = _content_triangles(self.base, hole > 0)
+        self.hole_samples = _content_samples(self.base, hole > 0, HOLE_STEP)
 
 
 def _layer(name: str, anchors: Any, image: np.ndarray, min_dist: float,
@@ -148,16 +156,24 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
             content = _content_triangles(layer, has)
             layer.order = layer.order[content[layer.order]]
             layer.samples = _content_samples(layer, has)
+            if has.any():  # the box of its content, for frames where it does not move
+                ys, xs = np.nonzero(has)
+                layer.rest_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
             arms.append(layer)
             union = np.maximum(union, np.round(h_part * 255) / 255)
     fill = arm_free_base(image, union > 0, ref, ref_ok, person, config.inpaint_size)
     zone = person_zone(ref, ref_ok, size_hw, person)
+    plate = alpha_p = None
+    if person is not None and config.still_background:
+        alpha_p = person_alpha(person, ref, ref_ok)
+        plate = background_plate(image, alpha_p, config.inpaint_size)
     base = _layer("base", base_anchors(ref, ref_ok, size_hw, zone),
                   np.dstack([image, _u8(union)]), 0.75, priority=_depth)
     style = mouth_style(image, ref, ref_ok) if config.mouth else None
     ys, xs = np.nonzero(union > 0)
     hole_box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else None
-    return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, ~zone, hole_box, fill)
+    return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, ~zone, hole_box, fill,
+                   plate, alpha_p)
 
 
 def _content_triangles(layer: Layer, content: np.ndarray, margin: int = 2) -> np.ndarray:
@@ -185,20 +201,22 @@ def _content_triangles(layer: Layer, content: np.ndarray, margin: int = 2) -> np
 
 
 SAMPLE_STEP = 3  # px between the content points of an overlay (its box per frame)
+HOLE_STEP = 6  # the same for the base's hole union (only its box is needed)
 
 
-def _content_samples(layer: Layer, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _content_samples(layer: Layer, content: np.ndarray, step: int = SAMPLE_STEP,
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Points of an overlay's content (a grid every SAMPLE_STEP px and its outline) as vertex
     ids (N, 3) and barycentric weights (N, 3) of the triangles they lie in: per frame their
     images bound where the content lands (:func:`_layer_box`)."""
     import cv2
 
     h, w = content.shape
-    ys, xs = np.nonzero(content[::SAMPLE_STEP, ::SAMPLE_STEP])
-    pts = [np.stack([xs, ys], 1) * SAMPLE_STEP]
+    ys, xs = np.nonzero(content[::step, ::step])
+    pts = [np.stack([xs, ys], 1) * step]
     contours, _ = cv2.findContours(content.astype(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
-    pts += [c.reshape(-1, 2) for c in contours]
+    pts += [c.reshape(-1, 2)[::max(step // 3, 1)] for c in contours]
     pts = np.concatenate(pts).astype(np.float64) if pts else np.zeros((0, 2))
     tri = mesh.rasterize(layer.src, layer.tris, np.arange(len(layer.tris)), (0, h, 0, w))
     t = tri[pts[:, 1].astype(int), pts[:, 0].astype(int)]
@@ -215,7 +233,7 @@ def _layer_box(layer: Layer, dst: np.ndarray, affines: np.ndarray,
     if layer.samples is None or tri_box is None or len(layer.samples[0]) == 0:
         return tri_box
     vid, lam = layer.samples
-    pts = (dst[vid] * lam[..., None]).sum(1)
+    pts = np.einsum("nkc,nk->nc", dst[vid], lam)
     reach = (SAMPLE_STEP * 0.75 + 1.0) * float(mesh.forward_stretch(affines).max())
     box = mesh.bounding_box(pts, size_hw, pad=int(np.ceil(reach)) + 2)
     if box is None:
@@ -299,7 +317,7 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
         if region is not None:
             y0, y1, x0, x1 = region
             if hole is None:  # the base did not move: its hole union and fill as in the photo
-                hole = base.image[y0:y1, x0:x1, 3]
+                hole = rig.fill4[y0:y1, x0:x1, 3]
                 fill = rig.fill[y0:y1, x0:x1]
             keep = hole.astype(np.float32) * (1.0 / 255.0)  # base hole x (1 - arm holes)
             for lay in layers:
@@ -336,9 +354,11 @@ def _cached(cache: dict | None, key: str, dst: np.ndarray, make: Any) -> Any:
 def _warp_base(rig: WarpRig, dst: np.ndarray, moved: np.ndarray, stride: int) -> tuple | None:
     """The base layer warped over the box of its moved triangles.
 
-    Returns (box, rgb (h, w, 3) uint8, unused, region, hole (rh, rw) uint8, fill (rh, rw, 3)
-    uint8) where ``region`` is the box of the hole union (the photo's plus where it moved), or
-    None when nothing of the base moved.
+    With a clean plate (``still_background``) the warped person is laid over the plate by its
+    warped alpha, so the background near a moving head or torso stays where it is (a logo
+    beside the head is not dragged along); the photo itself outside the person zone. Returns
+    (box, rgb (h, w, 3) uint8, unused, region, hole (rh, rw) uint8, fill (rh, rw, 3) uint8)
+    where ``region`` bounds the hole union where it now is, or None when nothing moved.
     """
     import cv2
 
@@ -349,31 +369,51 @@ def _warp_base(rig: WarpRig, dst: np.ndarray, moved: np.ndarray, stride: int) ->
         return None
     y0, y1, x0, x1 = box
     mx, my, _ = mesh.warp_map(base.src, dst, base.tris, order, box, stride)
-    warped = cv2.remap(base.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(rig.base4, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    rgb = cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
+    if rig.plate is not None:  # the moved person over the still background
+        alpha = cv2.extractChannel(warped, 3)
+        plate = rig.plate[y0:y1, x0:x1]
+        cv2.copyTo(plate, cv2.compare(alpha, 0, cv2.CMP_EQ), rgb)
+        edge = np.flatnonzero(cv2.inRange(alpha, 1, 254))  # the soft edge (a few % of the box)
+        if len(edge):
+            a = alpha.ravel().take(edge).astype(np.float32)[:, None] * (1.0 / 255.0)
+            flat = rgb.reshape(-1, 3)
+            mix = flat.take(edge, 0) * a + np.ascontiguousarray(plate).reshape(-1, 3).take(
+                edge, 0) * (1.0 - a)
+            flat[edge] = (mix + 0.5).astype(np.uint8)
     # the background stays the photo's
-    cv2.copyTo(base.image[y0:y1, x0:x1], rig.outside_u8[y0:y1, x0:x1], warped)
-    # the hole union where it now is: its warped pixels in the box, the photo's outside it
-    region = None
-    bx, by, bw, bh = cv2.boundingRect(cv2.extractChannel(warped, 3))
-    if bw > 0 and bh > 0:
-        region = (y0 + by, y0 + by + bh, x0 + bx, x0 + bx + bw)
-    hb = rig.hole_box
-    if hb is not None and not (hb[0] >= y0 and hb[1] <= y1 and hb[2] >= x0 and hb[3] <= x1):
-        region = hb if region is None else (min(region[0], hb[0]), max(region[1], hb[1]),
-                                            min(region[2], hb[2]), max(region[3], hb[3]))
+    cv2.copyTo(rig.image[y0:y1, x0:x1], rig.outside_u8[y0:y1, x0:x1], rgb)
+    region = _hole_region(rig, dst, moved)
     hole = fill = None
     if region is not None:
         r0, r1, c0, c1 = region
-        hole = base.image[r0:r1, c0:c1, 3].copy()
-        fill = rig.fill4[r0:r1, c0:c1].copy()
+        fill4 = rig.fill4[r0:r1, c0:c1].copy()
         a0, a1, b0, b1 = max(r0, y0), min(r1, y1), max(c0, x0), min(c1, x1)
-        if a1 > a0 and b1 > b0:  # the fill, warped where the base moved
+        if a1 > a0 and b1 > b0:  # fill and hole union, warped where the base moved
             sub = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
-            fill[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = cv2.remap(
+            fill4[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = cv2.remap(
                 rig.fill4, mx[sub], my[sub], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            hole[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = warped[sub][..., 3]
-        fill = cv2.cvtColor(fill, cv2.COLOR_RGBA2RGB)
-    return box, cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB), None, region, hole, fill
+        hole = cv2.extractChannel(fill4, 3)
+        fill = cv2.cvtColor(fill4, cv2.COLOR_RGBA2RGB)
+    return box, rgb, None, region, hole, fill
+
+
+def _hole_region(rig: WarpRig, dst: np.ndarray, moved: np.ndarray,
+                 ) -> tuple[int, int, int, int] | None:
+    """The box the base's hole union lands in: the images of its sample points grown by their
+    spacing times the largest stretch of the moved triangles over it (cf. :func:`_layer_box`)."""
+    if rig.hole_samples is None or len(rig.hole_samples[0]) == 0:
+        return rig.hole_box
+    vid, lam = rig.hole_samples
+    pts = np.einsum("nkc,nk->nc", dst[vid], lam)
+    sel = moved & rig.base_hole_tris
+    stretch = 1.0
+    if sel.any():
+        aff = mesh.backward_affines(rig.base.src, dst, rig.base.tris[sel])
+        stretch = max(stretch, float(mesh.forward_stretch(aff).max()))
+    pad = int(np.ceil((HOLE_STEP * 0.75 + 1.0) * stretch)) + 2
+    return mesh.bounding_box(pts, rig.size_hw, pad=pad)
 
 
 def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
@@ -388,6 +428,9 @@ def _warp_layer(layer: Layer, dst: np.ndarray, size_hw: tuple[int, int],
 
     if len(layer.order) == 0:
         return None
+    if layer.rest_box is not None and np.array_equal(dst, layer.src):  # not moved: as in the photo
+        y0, y1, x0, x1 = layer.rest_box
+        return layer.rest_box, layer.image[y0:y1, x0:x1], layer.hole[y0:y1, x0:x1]
     aff = mesh.backward_affines(layer.src, dst, layer.tris[layer.order])
     box = _layer_box(layer, dst, aff, size_hw)
     if box is None or box[1] <= box[0] or box[3] <= box[2]:
