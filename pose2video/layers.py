@@ -286,14 +286,18 @@ def person_alpha(person: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray) -> np.
     return np.clip(np.round(person * near * 255), 0, 255).astype(np.uint8)
 
 
-def background_plate(image: np.ndarray, alpha: np.ndarray, long_side: int = 256) -> np.ndarray:
-    """(H, W, 3) uint8: the photo with the person (``alpha`` > 0, grown by 3 px) inpainted from
-    the background around it (Telea at ``long_side`` px, upsampled), the photo elsewhere: what a
-    moving head or torso uncovers."""
+def background_plate(image: np.ndarray, alpha: np.ndarray, long_side: int = 256,
+                     also: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: the photo with the person (``alpha`` > 0, grown by 3 px, and the ``also``
+    (H, W) bool pixels) inpainted from the background around it (Telea at ``long_side`` px,
+    upsampled), the photo elsewhere: what a moving head or torso, or a moving arm beside the
+    body, uncovers."""
     import cv2
 
     h, w = alpha.shape
     mask = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((7, 7), np.uint8))
+    if also is not None:
+        mask |= also.astype(np.uint8)
     if not mask.any():
         return image.copy()
     f = min(1.0, long_side / max(h, w))

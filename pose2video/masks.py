@@ -258,7 +258,8 @@ def _connected_to(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
 
 def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray,
-                  person: np.ndarray | None, long_side: int = 256) -> np.ndarray:
+                  person: np.ndarray | None, long_side: int = 256,
+                  plate: np.ndarray | None = None) -> np.ndarray:
     """The photo with the ``arms`` pixels (H, W) bool filled by what is probably behind them.
 
     Behind an arm is the body or the background. With a person mask, the silhouette without the
@@ -268,7 +269,8 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
     inpainted), cross-faded at the continued silhouette. So a hand lifting off the shorts uncovers
     denim, not wall, and an arm beside the waist uncovers wall, not smeared clothes. Without a
     mask, the skeleton's torso and leg polygons decide. Filling runs at ``long_side`` pixels and is
-    upsampled; pixels outside ``arms`` are exact.
+    upsampled; pixels outside ``arms`` are exact. ``plate``: the clean plate (H, W, 3) when
+    already made (:func:`pose2video.layers.background_plate`), else it is inpainted here.
     """
     import cv2
 
@@ -291,7 +293,8 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
     else:
         # narrow holes: Telea from both sides, the body side dominated by the body's colours
         body_fill = cv2.inpaint(small, hole, 5, cv2.INPAINT_TELEA)
-        plate = cv2.inpaint(small, shrink(person > 0.3), 5, cv2.INPAINT_TELEA)
+        plate_small = cv2.inpaint(small, shrink(person > 0.3), 5, cv2.INPAINT_TELEA) \
+            if plate is None else None
 
         def upsample(x: np.ndarray) -> np.ndarray:
             x = cv2.GaussianBlur(x, (0, 0), 1.0)
@@ -303,7 +306,8 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
             .astype(bool)
         body = texture_fill(image, arms & (t > 0.5), inside, body)
         t = t[..., None]
-        up = np.round(upsample(plate) * (1 - t) + body * t).astype(np.uint8)
+        back = upsample(plate_small) if plate is None else plate.astype(np.float32)
+        up = np.round(back * (1 - t) + body * t).astype(np.uint8)
     out = image.copy()
     out[arms] = up[arms]
     return out

@@ -161,12 +161,12 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
                 layer.rest_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
             arms.append(layer)
             union = np.maximum(union, np.round(h_part * 255) / 255)
-    fill = arm_free_base(image, union > 0, ref, ref_ok, person, config.inpaint_size)
-    zone = person_zone(ref, ref_ok, size_hw, person)
     plate = alpha_p = None
     if person is not None and config.still_background:
         alpha_p = person_alpha(person, ref, ref_ok)
-        plate = background_plate(image, alpha_p, config.inpaint_size)
+        plate = background_plate(image, alpha_p, config.inpaint_size, person > 0.3)
+    fill = arm_free_base(image, union > 0, ref, ref_ok, person, config.inpaint_size, plate)
+    zone = person_zone(ref, ref_ok, size_hw, person)
     base = _layer("base", base_anchors(ref, ref_ok, size_hw, zone),
                   np.dstack([image, _u8(union)]), 0.75, priority=_depth)
     style = mouth_style(image, ref, ref_ok) if config.mouth else None
@@ -177,27 +177,20 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
 
 
 def _content_triangles(layer: Layer, content: np.ndarray, margin: int = 2) -> np.ndarray:
-    """(M,) bool: triangles whose source footprint (grown by ``margin`` px, the reach of bilinear
-    sampling across an edge) touches ``content`` (H, W) bool."""
+    """(M,) bool: triangles whose source footprint touches ``content`` (H, W) bool grown by
+    ``margin`` px (the reach of bilinear sampling across an edge). Triangles too thin to own a
+    pixel count when a vertex touches it."""
     import cv2
 
     h, w = content.shape
     grown = cv2.dilate(content.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)) > 0
-    out = np.zeros(len(layer.tris), bool)
-    for k, tri in enumerate(layer.src[layer.tris]):
-        box = mesh.bounding_box(tri, (h, w), pad=margin + 1)
-        if box is None:
-            continue
-        y0, y1, x0, x1 = box
-        sub = grown[y0:y1, x0:x1]
-        if not sub.any():
-            continue
-        m = np.zeros(sub.shape, np.uint8)
-        poly = np.round((tri - [x0, y0]) * 16).astype(np.int32)
-        cv2.fillConvexPoly(m, poly, 1, lineType=cv2.LINE_8, shift=4)
-        cv2.polylines(m, [poly], True, 1, thickness=3, lineType=cv2.LINE_8, shift=4)
-        out[k] = bool((sub & (m > 0)).any())
-    return out
+    idx = mesh.rasterize(layer.src, layer.tris, np.arange(len(layer.tris)), (0, h, 0, w))
+    sel = grown & (idx >= 0)
+    out = np.bincount(idx[sel], minlength=len(layer.tris)) > 0
+    owned = np.bincount(idx[idx >= 0], minlength=len(layer.tris)) > 0
+    v = np.clip(np.round(layer.src).astype(int), 0, [w - 1, h - 1])
+    touch = grown[v[:, 1], v[:, 0]][layer.tris].any(1)
+    return out | (~owned & touch)
 
 
 SAMPLE_STEP = 3  # px between the content points of an overlay (its box per frame)
