@@ -17,6 +17,7 @@ Usage::
     python bench/bench_run.py [--seconds 4 10] [--square] [--repeat 3] [--warm]
                               [--photo PATH] [--audio PATH] [--max-side 512] [--renderer warp]
     python bench/bench_run.py --seconds 600             # the 10-minute long-input benchmark
+    python bench/bench_run.py --imports                 # CPU seconds of each import, fresh process
 
 ``CSG_STAGE1_PROCESS=0`` in the environment runs stage 1 in the main process (no worker), for a
 side-by-side.
@@ -136,12 +137,24 @@ def main() -> None:
                     help="crop the photo to its top square first, so the video is max-side^2")
     ap.add_argument("--repeat", type=int, default=1, help="cold runs per clip length")
     ap.add_argument("--warm", action="store_true", help="also the warm (second call) figure")
+    ap.add_argument("--imports", action="store_true",
+                    help="only: CPU seconds of each import csg run needs, in a fresh process")
+    ap.add_argument("--_imports-child", dest="imports_child", action="store_true",
+                    help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_warm-child", dest="warm_child", action="store_true",
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.warm_child:
         warm_child(args.photo, args.audio, Path(args.out), args)
+        return
+    if args.imports_child:
+        import_costs()
+        return
+    if args.imports:
+        print(f"import costs, fresh process, load {os.getloadavg()[0]:.1f}:")
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_imports-child"],
+                       check=True)
         return
     print(f"machine: {os.cpu_count()} CPUs, {_cpu_model()}; python {sys.version.split()[0]}; "
           f"CSG_STAGE1_PROCESS={os.environ.get('CSG_STAGE1_PROCESS', '(unset: auto)')}")
@@ -171,6 +184,40 @@ def main() -> None:
                      warm(photo, speech, out, args), fresh=False)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS of one process: {peak_mb:.0f} MB (the stage-1 worker is a second process)")
+
+
+IMPORTS = [  # (label, modules), imported in this order in one fresh process
+    ("numpy, click, yaml, csg.cli, pipeline", ["numpy", "click", "yaml", "csg.cli", "pipeline.cli",
+                                                "pipeline.pipeline"]),
+    ("cv2 + pose2video.warp", ["cv2", "pose2video.warp"]),
+    ("mediapipe", ["mediapipe"]),
+    ("av", ["av"]),
+    ("torch", ["torch"]),
+    ("torch._dynamo (diffusers imports it)", ["torch._dynamo"]),
+    ("transformers (diffusers imports it)", ["transformers.utils.quantization_config"]),
+    ("diffusers.models.modeling_utils", ["diffusers.models.modeling_utils"]),
+    ("audio2pose.model / pipeline / sampling", ["audio2pose.model", "audio2pose.pipeline",
+                                                "audio2pose.sampling"]),
+    ("scipy.signal", ["scipy.signal"]),
+]
+
+
+def import_costs() -> None:
+    """CPU and wall seconds of each import `csg run` needs, in a fresh process (``--imports``)."""
+    import importlib
+
+    def step(label, fn):
+        c, w = time.process_time(), time.perf_counter()
+        fn()
+        print(f"  {label:44s} CPU {time.process_time() - c:5.2f} s   wall "
+              f"{time.perf_counter() - w:5.2f} s", flush=True)
+
+    for label, mods in IMPORTS:
+        step(label, lambda mods=mods: [importlib.import_module(m) for m in mods])
+    from audio2pose import Audio2PosePipeline
+
+    step("stage-1 weights (Audio2PosePipeline.from_pretrained)",
+         lambda: Audio2PosePipeline.from_pretrained())
 
 
 def _cpu_model() -> str:
