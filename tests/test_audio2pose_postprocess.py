@@ -113,3 +113,27 @@ def test_embedded_checkpoints_resolve_by_name(tmp_path, monkeypatch):
     assert P.Audio2PosePipeline.from_pretrained("mini").model is not None
     with pytest.raises(WeightsNotFoundError, match="not found"):
         P.resolve_checkpoint("notes")
+
+
+def test_embedded_student_checkpoint_generates_by_name():
+    """The shipped few-step student (audio2pose/weights/student): small, 4 steps without CFG,
+    the default's output steps, usable by name."""
+    import pytest
+
+    from audio2pose import generate_poses
+    from audio2pose.pipeline import WEIGHTS_DIR, Audio2PosePipeline
+    from csg.pose import PoseSequence
+    from tests.test_audio2pose_model import speech
+
+    if not (WEIGHTS_DIR / "student" / "audio2pose.json").is_file():
+        pytest.skip("no embedded student in this checkout")
+    size = (WEIGHTS_DIR / "student" / "model" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert size < 8 * 2 ** 20
+    pipe = Audio2PosePipeline.from_pretrained("student")
+    default = Audio2PosePipeline.from_pretrained(None)
+    assert pipe.sampling.steps == 4 and pipe.sampling.cfg_scale == 1.0
+    assert replace(pipe.sampling, steps=0, cfg_scale=0) == replace(default.sampling, steps=0, cfg_scale=0)
+    ref = PoseSequence(make_reference_keypoints()[None], 25.0, 640, 480)
+    p = generate_poses(speech(0.6), 16000, ref, checkpoint="student", seed=0)
+    assert p.num_frames == 15 and np.array_equal(p.keypoints[0], ref.keypoints[0])
+    assert p.meta["steps"] == 4
