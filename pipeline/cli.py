@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -121,6 +122,12 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
     def span(name: str, t0: float) -> None:
         spans[name] = (t0, time.perf_counter())
 
+    if "torch" not in sys.modules:
+        # torch's OpenMP threads sleep instead of spinning while they wait for work: spinning
+        # threads fight the renderer, the encoder and any other job for the cores (on the shared
+        # 2-core machine stage-1 sampling ran 5-30x slower spinning); no effect on the numbers.
+        # Read when torch loads, so only before; an OMP_WAIT_POLICY the user set is kept.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     pipe = CoSpeechPipeline.from_config(cfg)
     renderer = pipe.renderer()  # a bad renderer name or option fails here, before any stage
     stage1 = start_stage1(pipe) if pose_in is None else None
