@@ -121,6 +121,8 @@ HEAD_POINTS = np.r_[np.arange(K.NOSE, K.RIGHT_EAR + 1), np.arange(K.FACE.start, 
 """(73,) the body's head points and the 68 face points: they move with the skull."""
 MOBILE = np.r_[np.arange(_F0 + 4, _F0 + 13), np.arange(K.MOUTH.start, K.MOUTH.stop)]
 """Face points that move on their own, relative to the skull: the lower jaw and the lips."""
+JAW = np.arange(_F0 + 4, _F0 + 13)
+"""The lower jaw line (iBUG 4-12)."""
 
 
 def robust_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray, iters: int = 4,
@@ -173,7 +175,8 @@ def gaussian_filter_frames(x: np.ndarray, sigma: float, truncate: float = 4.0) -
 
 
 def stabilize_face(kps: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray, threshold: float = 0.3,
-                   sigma: float = 1.0, max_residual: float = 0.15) -> np.ndarray:
+                   sigma: float = 1.0, max_residual: float = 0.15,
+                   jaw_vertical: bool = True, rigid_residual: float = 0.0) -> np.ndarray:
     """Regularise the head points of a driving sequence for the warp (pure function).
 
     kps: (T, 133, 3) driving keypoints on the photo's canvas; ref: (133, 2) the photo's skeleton.
@@ -181,7 +184,11 @@ def stabilize_face(kps: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray, thresho
     points onto the frame's, and is smoothed over time (Gaussian, ``sigma`` frames, zero phase).
     The head points become ``S_t(ref + e_t)``: the skull moves rigidly with the photo's own face
     shape; only the jaw and lips (:data:`MOBILE`) keep the frame's expression ``e_t`` (in photo
-    coordinates, each point's offset clipped to ``max_residual`` face heights, smoothed likewise).
+    coordinates, each point's offset clipped to ``max_residual`` face heights, smoothed likewise;
+    with ``jaw_vertical`` the jaw line's offsets only along the photo's face axis, brows to chin:
+    a sideways jaw offset is a head turn the similarity cannot follow, and it folds the cheek).
+    ``rigid_residual`` > 0: the other head points (eyes, brows, nose) keep their own offsets too,
+    clipped to that many face heights: blinks and brows follow, outliers stay bounded.
     Noisy eye, brow and nose points no longer squash the face, and a frame equal to the photo's
     pose maps to itself. Frames without a face are returned unchanged. Returns a copy.
     """
@@ -203,8 +210,16 @@ def stabilize_face(kps: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray, thresho
     e = (zt - b[:, None]) / a_safe[:, None] - zr[None]  # expression in photo coordinates
     mob = np.isin(HEAD_POINTS, MOBILE)
     valid = ok[:, HEAD_POINTS] & ref_ok[HEAD_POINTS][None]
-    e = np.where(mob[None] & valid & good[:, None], e, 0.0)
-    lim = max_residual * float(K.face_height(ref[None])[0])
+    e = np.where(valid & good[:, None] & (mob[None] | (rigid_residual > 0)), e, 0.0)
+    if jaw_vertical:  # the jaw opens along the face's up-down axis; sideways is a head turn
+        jaw = np.isin(HEAD_POINTS, JAW)
+        brows = ref[np.r_[K.RIGHT_BROW, K.LEFT_BROW]].mean(0)
+        u = to_complex(ref[K.CHIN] - brows)
+        if abs(u) > 1e-6:
+            u = u / abs(u)
+            e = np.where(jaw[None], u * (e * np.conj(u)).real, e)
+    fh = float(K.face_height(ref[None])[0])
+    lim = np.where(mob, max_residual, rigid_residual)[None] * fh
     mag = np.abs(e)
     e = np.where(mag > lim, e / np.maximum(mag, 1e-9) * lim, e)
     e = _smooth(e, good, sigma)

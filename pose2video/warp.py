@@ -50,6 +50,7 @@ class WarpConfig:
     inpaint_size: int = 256  # the arm-free base is inpainted at this long side, then upsampled
     face_stabilize: bool = True  # rigid skull + jaw/lip expression, robust fit (face.stabilize_face)
     face_smooth: float = 1.0  # temporal Gaussian sigma (frames) of the face fit; 0: none
+    face_rigid_residual: float = 0.05  # eyes/brows/nose keep their own offsets up to this (face h)
     map_stride: int = 2  # dense warp maps on a grid this much coarser, upsampled (1: exact)
     still_background: bool = True  # with segmentation: the moved person over a static clean plate
 
@@ -542,7 +543,7 @@ class WarpRenderer:
             from .face import stabilize_face
 
             kps = stabilize_face(drive.keypoints, state.rig.ref, state.rig.ref_ok, cfg.threshold,
-                                 cfg.face_smooth)
+                                 cfg.face_smooth, rigid_residual=cfg.face_rigid_residual)
             drive = drive.replace(keypoints=kps.astype(np.float32))
         cache: dict = {}  # layers that did not move since the last frame are not warped again
         with ProgressBar(len(poses), progress, "warp") as bar:

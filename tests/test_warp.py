@@ -372,3 +372,20 @@ def test_texture_fill_copies_the_photos_own_pattern():
     assert out[hole].std() > 60
     assert np.abs(out[hole] - img[hole]).mean() < 40
     np.testing.assert_array_equal(out[~hole], blur[~hole])
+
+
+def test_stabilize_face_rigid_residual_lets_eyes_move_within_a_bound():
+    from pose2video.face import stabilize_face
+
+    ref = make_reference_keypoints(H, W).astype(np.float64)
+    ref_xy, ref_ok = ref[:, :2], ref[:, 2] >= 0.3
+    fh = float(K.face_height(ref_xy[None])[0])
+    kps = np.repeat(ref[None], 3, 0)
+    lid, eye = K.FACE.start + 37, K.FACE.start + 36
+    kps[1:, lid, 1] += 0.02 * fh  # a small blink follows the skeleton
+    kps[1:, eye, :2] += 0.5 * fh  # an outlier is held within the bound
+    out = stabilize_face(kps, ref_xy, ref_ok, sigma=0.0, rigid_residual=0.05)
+    np.testing.assert_array_equal(out[0], ref)
+    assert abs(out[1, lid, 1] - (ref_xy[lid, 1] + 0.02 * fh)) < 0.01 * fh
+    assert np.linalg.norm(out[1:, eye, :2] - ref_xy[eye], axis=-1).max() <= 0.05 * fh + 0.5
+    assert np.linalg.norm(out[1:, eye, :2] - ref_xy[eye], axis=-1).min() > 0.03 * fh
