@@ -258,7 +258,8 @@ COLS = ("lip_r", "lip_ctl", "det", "bas", "bas_ctl", "psnr", "face", "hand", "de
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: per setting, the mean over clips and seeds; ± = SD over seeds of the clip mean."""
+    """Markdown: per setting, the mean over clips and seeds; ± = SD over seeds of the clip mean;
+    lip r's (n/N): renders where the face was found in at least half the frames."""
     names = list(dict.fromkeys(r["setting"] for r in rows))
     lines = ["| setting | lip r | lip r other audio | face det | wrist BAS | BAS other audio | "
              "PSNR | face PSNR | hand PSNR | Δ vs none | s/clip |",
@@ -279,7 +280,9 @@ def table(rows: list[dict]) -> str:
             fmt = "{:.1f}" if c in ("psnr", "face", "hand", "seconds") else (
                 "{:.2f}" if c in ("delta", "det") else "{:.3f}")
             cells.append(fmt.format(mean) + (f" ±{fmt.format(sd)}" if sd is not None and c in
-                                            ("lip_r", "bas", "psnr", "face", "hand") else ""))
+                                            ("lip_r", "bas", "psnr", "face", "hand") else "")
+                         + (f" ({int(np.isfinite(vals).sum())}/{len(vals)})"
+                            if c == "lip_r" and len(vals) > 1 else ""))
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
