@@ -214,10 +214,22 @@ def import_costs() -> None:
 
     for label, mods in IMPORTS:
         step(label, lambda mods=mods: [importlib.import_module(m) for m in mods])
+        if mods == ["torch"]:
+            step("stage-1 weights + config.json: safetensors, no diffusers", _plain_load)
     from audio2pose import Audio2PosePipeline
 
     step("stage-1 weights (Audio2PosePipeline.from_pretrained)",
          lambda: Audio2PosePipeline.from_pretrained())
+
+
+def _plain_load() -> None:
+    from safetensors.torch import load_file
+
+    from audio2pose.pipeline import DEFAULT_DIR
+
+    json.loads((DEFAULT_DIR / "model" / "config.json").read_text())
+    for f in (DEFAULT_DIR / "model").glob("*.safetensors"):
+        load_file(str(f))
 
 
 def _cpu_model() -> str:
