@@ -7,8 +7,8 @@ For each clip length (``--seconds 4 10``, the speech repeated to that length) it
 - its per-phase times from the run record (``<out>.run.json``: ``timings`` and ``timeline``,
   seconds since the process started, so overlapping phases show as overlapping);
 - **warm** (``--warm``, labelled): the same ``csg run`` code called a second time in one Python
-  process (imports done, thread pools started; the stage-1 weights are read again), what a
-  long-lived process such as ``csg batch`` gets per run;
+  process with stage 1 in that process (imports done, thread pools started, the stage-1 model
+  kept between runs as ``csg batch`` keeps it), what a long-lived process gets per run;
 - the real-time factor, seconds of video per wall second (>= 1: faster than real time), the peak
   RSS and the load average, because the development machine is shared.
 
