@@ -52,7 +52,8 @@ class WarpConfig:
     face_smooth: float = 1.0  # temporal Gaussian sigma (frames) of the face fit; 0: none
     face_rigid_residual: float = 0.05  # eyes/brows/nose keep their own offsets up to this (face h)
     map_stride: int = 2  # dense warp maps on a grid this much coarser, upsampled (1: exact)
-    still_background: bool = True  # with segmentation: the moved person over a static clean plate
+    still_background: bool = False  # with segmentation: the moved person over a static clean
+    # plate (a logo beside the head stays; ~15 % slower per frame, +0.1 dB person PSNR)
 
 
 @dataclass
