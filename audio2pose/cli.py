@@ -1,6 +1,7 @@
 """CLI of stage 1: ``csg pose generate`` and ``csg train audio2pose``. Only click at import."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -65,6 +66,12 @@ def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, g
                      limit_name="--max-audio-seconds")
     check_audible(wav, SAMPLE_RATE, str(audio_path))
     ref = load_reference(ref_path)
+    if "torch" not in sys.modules:
+        # as csg run does (pipeline/cli.py): torch's OpenMP threads sleep instead of spinning while
+        # they wait, so other jobs on the cores do not slow sampling down; read when torch loads
+        import os
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from .pipeline import Audio2PosePipeline
