@@ -1,7 +1,8 @@
 """csg's stages timed side by side with the cost of the field's peers, in one process, same input.
 
     python bench/peers.py [--size 256] [--seconds 10] [--rows stage1,csg405,warp,vdm,sd15]
-                          [--stage1-student DIR] [--vdm-student DIR] [--json out.json]
+                          [--stage1-student DIR] [--vdm-student DIR] [--vdm-sparse DIR]
+                          [--json out.json]
 
 Every row is printed as *compute seconds per second of video* (lower is better; 1.0 = real time)
 and as a ratio to csg's default for that stage (stage 1: the embedded audio2pose teacher; stage 2:
@@ -187,6 +188,8 @@ def main() -> None:
     ap.add_argument("--stage1-student", default=None, help="a distilled stage-1 checkpoint folder")
     ap.add_argument("--vdm-weights", default=None, help="vdm teacher weights (default: embedded)")
     ap.add_argument("--vdm-student", default=None, help="distilled vdm weights folder")
+    ap.add_argument("--vdm-sparse", default=None,
+                    help="vdm fine-tuned to global+local attention (default: the teacher's weights)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows_wanted = set(args.rows.split(","))
@@ -217,6 +220,10 @@ def main() -> None:
         opts = {"weights": args.vdm_weights} if args.vdm_weights else {}
         rows.append(row_renderer(args, "vdm", photo, ref_pose, short, wav, "csg vdm (teacher)",
                                  **opts))
+        sp = {"weights": args.vdm_sparse} if args.vdm_sparse else dict(opts)
+        rows.append(row_renderer(args, "vdm", photo, ref_pose, short, wav,
+                                 "csg vdm + sparse attention (global+local)",
+                                 attention="global+local", **sp))
         if args.vdm_student:
             rows.append(row_renderer(args, "vdm", photo, ref_pose, short, wav,
                                      "csg vdm (student)", weights=args.vdm_student))
