@@ -96,3 +96,14 @@ def test_distill_finetune_keeps_teacher_sampler_defaults(tmp_path):
     out = distill(_cfg(tmp_path, method="finetune", attention="global", max_steps=2))
     model, note = load_vdm(out)
     assert "render" not in note and model.config.attention == "global"
+
+
+def test_missing_cache_is_one_clear_error(tmp_path):
+    import pytest
+
+    from csg.errors import DataError
+    from pose2video.vdm.distill import distill
+
+    cfg = replace(_cfg(tmp_path), cache=(str(tmp_path / "nothing"),))
+    with pytest.raises(DataError, match="no latent cache files"):
+        distill(cfg)
