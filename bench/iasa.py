@@ -13,6 +13,7 @@ Rows (each a ``vdm`` renderer; missing weights skip the row with a line):
 | row | model | attention | sampler |
 | --- | --- | --- | --- |
 | teacher | the embedded checkpoint | dense | 12 DDIM steps, pose CFG 2 (24 passes) |
+| localref0 / localref | local mask with the reference exempt, without / with fine-tuning (not in the default rows) | global+local+ref | as teacher |
 | dense_ft | control: fine-tuned as the sparse rows, attention kept dense (not in the default rows) | dense | as teacher |
 | global0 / local0 | the same weights, sparse attention switched on *without* fine-tuning | global / global+local | as teacher |
 | global / local | fine-tuned to that attention (``csg distill vdm --method finetune``) | global / global+local | as teacher |
@@ -56,6 +57,8 @@ ROWS = {
     "global": ("+ global", "global_weights", "global"),
     "local0": ("+ local (no fine-tune)", "", "global+local"),
     "local": ("+ local", "local_weights", "global+local"),
+    "localref0": ("+ local, reference exempt (no fine-tune)", "", "global+local+ref"),
+    "localref": ("+ local, reference exempt", "localref_weights", "global+local+ref"),
     "student": ("+ distillation (1 step)", "student", ""),
     "region": ("+ region loss (1 step)", "region", ""),
 }
@@ -194,9 +197,11 @@ def lipsync(frames: list[np.ndarray], wav: np.ndarray | None, fps: float) -> flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("clips", nargs="*", default=[str(ROOT.parent / "shared/data/validation")])
-    ap.add_argument("--rows", default=",".join(r for r in ROWS if r != "dense_ft"))
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if r not in ("dense_ft", "localref0",
+                                                                           "localref")))
     ap.add_argument("--dense-weights", default="runs/iasa/ft_dense")
     ap.add_argument("--global-weights", default="runs/iasa/ft_global")
+    ap.add_argument("--localref-weights", default="runs/iasa/ft_localref")
     ap.add_argument("--local-weights", default="runs/iasa/ft_local")
     ap.add_argument("--student", default="runs/iasa/student_uniform")
     ap.add_argument("--region", default="runs/iasa/student_region")

@@ -148,3 +148,15 @@ def test_renderer_sparse_modes_render_and_are_deterministic(mode):
 def test_unknown_attention_mode_is_refused():
     with pytest.raises(ValueError, match="attention mode"):
         _tiny(attention="sparse")
+
+
+def test_local_ref_mode_keeps_the_reference_visible_to_every_token():
+    from pose2video.vdm.sparse import allowed, build_plan
+
+    kp = _poses(6, 128, 128)
+    plan = build_plan(kp, "global+local+ref", 2, (128, 128), (8, 8))
+    ok = allowed(plan.index, plan.valid, plan.labels, plan.keep)
+    assert plan.keep == 2 and (plan.index[1:, 1] == 0).all()
+    assert ok[1:, :, 1].all()  # every token of every later frame reads the reference
+    strict = allowed(plan.index, plan.valid, plan.labels)
+    assert not strict[1:, :, 1].all()  # the plain local mask does cut some of them off

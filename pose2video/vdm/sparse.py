@@ -20,7 +20,9 @@ position, :mod:`pose2video.vdm.model`), so both masks act on the temporal (cross
 - local: token ``(f, p)`` attends to ``(g, p)`` only when the region label of patch ``p`` is the
   same in frames ``f`` and ``g`` (itself always). Labels come from :func:`csg.regions.raster_masks`
   on the patch grid (face, hands, body rectangle) and from the arm segments; priority face > hands
-  > arms > torso > background.
+  > arms > torso > background. Mode ``global+local+ref`` keeps the reference frame visible to every
+  token whatever the labels (the local mask then acts on the other frames only): in this model the
+  reference is the only appearance source, and IASA keeps it in a separate reference network.
 
 Everything here is pure numpy: the model turns the tables into tensors (:func:`plan_tensors`).
 """
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MODES = ("dense", "global", "global+local")
+MODES = ("dense", "global", "global+local", "global+local+ref")
 """Attention modes of :class:`pose2video.vdm.model.VdmDenoiser` (``attention`` config key)."""
 
 UPPER_BODY = np.arange(0, 13)
@@ -169,14 +171,16 @@ def token_regions(kp: np.ndarray, canvas_hw: tuple[int, int], grid_hw: tuple[int
     return out
 
 
-def allowed(index: np.ndarray, valid: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+def allowed(index: np.ndarray, valid: np.ndarray, labels: np.ndarray | None,
+            keep: int = 1) -> np.ndarray:
     """(F, N, S) bool: may token (f, p) attend to token (index[f, s], p)? ``valid`` and, with
-    ``labels`` (F, N), the same region label in both frames (the query's own slot always)."""
+    ``labels`` (F, N), the same region label in both frames, except in the first ``keep`` slots
+    (1: the query's own slot; 2: also the reference, :func:`topk_past_frames`' order)."""
     F, S = index.shape
     if labels is None:
         return np.broadcast_to(valid[:, None, :], (F, 1, S)).copy()
     same = labels[index].transpose(0, 2, 1) == labels[:, :, None]  # (F, N, S)
-    same[:, :, 0] = True
+    same[:, :, :keep] = True
     return same & valid[:, None, :]
 
 
@@ -187,6 +191,7 @@ class SparsePlan:
     index: np.ndarray  # (F, S) int64 frames gathered per query frame
     valid: np.ndarray  # (F, S) bool
     labels: np.ndarray | None  # (F, N) int64 region labels (local mask) or None (global only)
+    keep: int = 1  # leading slots exempt from the local mask (2: the reference too)
 
 
 def build_plan(kp: np.ndarray, mode: str, topk: int, canvas_hw: tuple[int, int],
@@ -198,8 +203,8 @@ def build_plan(kp: np.ndarray, mode: str, topk: int, canvas_hw: tuple[int, int],
         return None
     index, valid = topk_past_frames(pose_distances(kp, threshold), topk)
     labels = token_regions(kp, canvas_hw, grid_hw, threshold=threshold) \
-        if mode == "global+local" else None
-    return SparsePlan(index, valid, labels)
+        if mode.startswith("global+local") else None
+    return SparsePlan(index, valid, labels, 2 if mode == "global+local+ref" else 1)
 
 
 def plan_tensors(plans: list[SparsePlan], device=None):
@@ -208,5 +213,5 @@ def plan_tensors(plans: list[SparsePlan], device=None):
     import torch
 
     index = torch.from_numpy(np.stack([p.index for p in plans])).to(device)
-    mask = torch.from_numpy(np.stack([allowed(p.index, p.valid, p.labels) for p in plans]))
+    mask = torch.from_numpy(np.stack([allowed(p.index, p.valid, p.labels, p.keep) for p in plans]))
     return {"index": index, "mask": mask.to(device)}
