@@ -27,7 +27,7 @@ class VdmModelConfig:
     max_frames: int = 64  # longest window (context + noisy frames)
     num_train_timesteps: int = 1000  # diffusion steps of the training schedule
     prediction_type: str = "v_prediction"  # "v_prediction" | "epsilon" | "sample"
-    attention: str = "dense"  # cross-frame attention: "dense" | "global" | "global+local" (sparse.py)
+    attention: str = "dense"  # cross-frame attention: dense | global | global+local[+ref] (sparse.py)
     attention_topk: int = 2  # K past frames of the global mask
 
 
@@ -86,7 +86,7 @@ class VdmRenderConfig:
     eta: float = 0.0  # DDIM eta (0: deterministic given the initial noise)
     cfg_pose: float = 0.0  # pose CFG scale (1: off); 0 : the checkpoint's "render", else 2.0
     cfg_audio: float = 0.0  # audio CFG scale (1: off); 0 : the checkpoint's "render", else 1.0
-    attention: str = ""  # cross-frame attention "dense" | "global" | "global+local"; "" : the model's
+    attention: str = ""  # dense | global | global+local | global+local+ref; "" : the model's
     attention_topk: int = 0  # K past frames of the global mask; 0 : the model's
     window: int = 0  # frames per model window incl. carried ones; 0 : the training window
     overlap: int = -1  # frames carried between windows; -1 : the training `carry`
