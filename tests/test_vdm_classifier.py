@@ -178,3 +178,18 @@ def test_shift_starts_always_valid(W, L, shift):
     assert ((a - b).abs() >= shift).all()
     assert (a >= 0).all() and (b >= 0).all() and (a <= W - L).all() and (b <= W - L).all()
     assert (a < b).any() and (a > b).any()
+
+
+def test_cli_stage_video_bad_data_is_one_line(tmp_path, capsys):
+    from csg.cli import main
+    from pose2video.vdm.renderer import EMBEDDED
+
+    if not (EMBEDDED / "config.json").is_file():
+        pytest.skip("no embedded vdm in this checkout")
+    rc = main(["train", "classifier", "--stage", "video", "--region", "face",
+               "--data", str(tmp_path / "cache"), "--out", str(tmp_path / "o"),
+               "--set", f"data=[{tmp_path / 'nodata'}]"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert rc != 0
+    assert len(lines) == 1 and "manifest" in lines[0] and "Traceback" not in err
