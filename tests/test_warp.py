@@ -389,3 +389,27 @@ def test_stabilize_face_rigid_residual_lets_eyes_move_within_a_bound():
     assert abs(out[1, lid, 1] - (ref_xy[lid, 1] + 0.02 * fh)) < 0.01 * fh
     assert np.linalg.norm(out[1:, eye, :2] - ref_xy[eye], axis=-1).max() <= 0.05 * fh + 0.5
     assert np.linalg.norm(out[1:, eye, :2] - ref_xy[eye], axis=-1).min() > 0.03 * fh
+
+
+def test_still_background_keeps_the_background_beside_a_moving_head(real_photo):
+    img, ref = real_photo
+    r = WarpRenderer(WarpConfig(still_background=True, map_stride=1))
+    state = r.prepare(img, ref)
+    rig = state.rig
+    assert rig.plate is not None and rig.person is not None
+    kp = ref.keypoints.copy()
+    kp[0, K.FACE, 0] += 6.0  # the head moves sideways
+    kp[0, K.NOSE:K.RIGHT_EAR + 1, 0] += 6.0
+    out = next(iter(r.render(state, ref.replace(keypoints=kp), progress=False)))[0]
+    assert np.any(out != img)
+    # background pixels near the head (in the person zone, far from the person) are the photo's
+    import cv2
+
+    far = cv2.dilate((rig.person > 0).astype(np.uint8), np.ones((25, 25), np.uint8)) == 0
+    face = ref.xy[0, K.FACE]
+    near = np.zeros(img.shape[:2], bool)
+    (x0, y0), (x1, y1) = face.min(0).astype(int) - 40, face.max(0).astype(int) + 40
+    near[max(y0, 0):y1, max(x0, 0):x1] = True
+    sel = far & near & ~rig.outside
+    assert sel.sum() > 50
+    np.testing.assert_array_equal(out[sel], img[sel])
