@@ -66,7 +66,8 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
 
 
 class Audio2PosePipeline:
-    """model: :class:`~audio2pose.model.PoseDenoiser`; features: audio feature config; fps;
+    """model: :class:`~audio2pose.model.PoseDenoiser` or (loaded for inference)
+    :class:`~audio2pose.denoiser.PoseDenoiserNet`; features: audio feature config; fps;
     sampling: window / overlap / steps / cfg_scale / eta defaults."""
 
     def __init__(self, model, features: AudioFeatureConfig, fps: float = 25.0,
@@ -86,6 +87,10 @@ class Audio2PosePipeline:
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
         model = self.model
+        if not hasattr(model, "save_pretrained"):  # loaded for inference: a PoseDenoiserNet
+            from .model import PoseDenoiser
+
+            model = PoseDenoiser.from_net(model)
         if dtype == "float16":
             import copy
 
@@ -102,21 +107,32 @@ class Audio2PosePipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *,
-                        device: str = "cpu") -> "Audio2PosePipeline":
-        """Load a pipeline folder (None: the default checkpoint; a hub id: local cache only)."""
-        import torch
+                        device: str = "cpu", trainable: bool = False) -> "Audio2PosePipeline":
+        """Load a pipeline folder (None: the default checkpoint; a hub id: local cache only).
 
+        The model is a plain :class:`~audio2pose.denoiser.PoseDenoiserNet` read with safetensors
+        alone (:func:`~audio2pose.denoiser.load_denoiser`: no diffusers, transformers or
+        torch._dynamo import, strict keys); ``trainable=True`` loads the diffusers
+        :class:`~audio2pose.model.PoseDenoiser` instead (to train and ``save_pretrained`` it).
+        Both compute the same numbers."""
         from csg.config import from_dict
-
-        from .model import PoseDenoiser
 
         p = resolve_checkpoint(path)
         try:
             meta = json.loads((p / PIPELINE_FILE).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise WeightsNotFoundError(f"{p / PIPELINE_FILE}: unreadable ({e})") from None
-        model = PoseDenoiser.from_pretrained(p / MODEL_DIR, torch_dtype=torch.float32)
-        model = model.to(device)
+        if trainable:
+            import torch
+
+            from .model import PoseDenoiser
+
+            model = PoseDenoiser.from_pretrained(p / MODEL_DIR, torch_dtype=torch.float32)
+            model = model.to(device)
+        else:
+            from .denoiser import load_denoiser
+
+            model = load_denoiser(p / MODEL_DIR, device=device)
         feats = from_dict(AudioFeatureConfig, meta["features"], f"{p / PIPELINE_FILE}:features")
         samp = from_dict(SamplingConfig, meta["sampling"], f"{p / PIPELINE_FILE}:sampling")
         return cls(model, feats, meta["fps"], samp, meta.get("name", p.name))
@@ -236,7 +252,8 @@ class Audio2PosePipeline:
 
 
 def savgol_smooth(xy: np.ndarray, window: int, order: int = 2) -> np.ndarray:
-    """Savitzky-Golay filter along time (Democratizing-CSG smooths this way before rendering).
+    """Savitzky-Golay filter along time (Democratizing-CSG smooths this way before rendering);
+    :func:`csg.smoothing.savgol` (numpy; the same numbers as ``scipy.signal.savgol_filter``).
 
     xy: (T, 133, 2). ``window`` odd frames (shrunk to fit T; 0 or too short: returned unchanged),
     polynomial ``order``. Returns float32 (T, 133, 2).
@@ -245,9 +262,9 @@ def savgol_smooth(xy: np.ndarray, window: int, order: int = 2) -> np.ndarray:
     w = min(int(window), T if T % 2 else T - 1)
     if w <= order + 1:
         return np.asarray(xy, np.float32)
-    from scipy.signal import savgol_filter
+    from csg.smoothing import savgol
 
-    return savgol_filter(np.asarray(xy, np.float64), w, order, axis=0).astype(np.float32)
+    return savgol(np.asarray(xy, np.float64), w, order).astype(np.float32)
 
 
 def generate_poses(wav: np.ndarray, sr: int, ref_pose: PoseSequence, *,

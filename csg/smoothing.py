@@ -1,4 +1,4 @@
-"""Low-latency keypoint smoothing: the One-Euro filter, per body region.
+"""Keypoint smoothing: the low-latency One-Euro filter per body region, and Savitzky-Golay in numpy.
 
 One-Euro filter (Casiez, Roussel, Vogel, "1€ Filter: A Simple Speed-based Low-pass Filter for
 Noisy Input in Interactive Systems", CHI 2012, Eq. 1-5 / Algorithm 1): a first-order low-pass
@@ -104,3 +104,42 @@ def ease_from(xy: np.ndarray, ref_xy: np.ndarray, frames: int) -> np.ndarray:
     xy[:n] = ref[None] + e[:, None, None] * (xy[:n] - ref[None])
     return xy
 
+
+
+def savgol_matrix(window: int, order: int) -> np.ndarray:
+    """The Savitzky-Golay hat matrix (window, window) for an odd ``window`` > ``order``: row i gives
+    the value at position i of the degree-``order`` least-squares polynomial fitted to ``window``
+    samples (Savitzky & Golay 1964; ``H = A pinv(A)`` with A the Vandermonde matrix of the centred
+    positions). The middle row is the smoothing kernel; the first and last rows are the edge fits."""
+    if window % 2 != 1 or order >= window or order < 0:
+        raise ValueError(f"need an odd window > order >= 0, got window {window}, order {order}")
+    pos = np.arange(window, dtype=np.float64) - window // 2
+    A = pos[:, None] ** np.arange(order + 1)[None]
+    return A @ np.linalg.pinv(A)
+
+
+def savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
+    """Savitzky-Golay smoothing of ``x`` along axis 0 in numpy, the same numbers (to rounding) as
+    ``scipy.signal.savgol_filter(x, window, order, axis=0)`` with its default ``mode="interp"``:
+    inside, the least-squares polynomial of each centred ``window``; in the first and last
+    ``window // 2`` samples, the polynomial fitted to the first / last ``window`` samples.
+    Needs ``order < window <= len(x)``; an even ``window`` goes to scipy. Returns float64."""
+    x = np.asarray(x, np.float64)
+    window, order = int(window), int(order)
+    if window % 2 == 0:
+        from scipy.signal import savgol_filter
+
+        return savgol_filter(x, window, order, axis=0)
+    T = x.shape[0]
+    if window > T:
+        raise ValueError(f"window {window} is longer than the {T} samples")
+    H = savgol_matrix(window, order)
+    h = window // 2
+    flat = x.reshape(T, -1)
+    out = np.empty_like(flat)
+    # inside: out[i] = sum_k H[h, k] x[i - h + k]
+    out[h:T - h] = sum(H[h, k] * flat[k:T - window + 1 + k] for k in range(window))
+    if h:
+        out[:h] = H[:h] @ flat[:window]
+        out[T - h:] = H[window - h:] @ flat[T - window:]
+    return out.reshape(x.shape)
