@@ -44,6 +44,8 @@ class RenderConfig:
     dtype: str | None = None  # model renderers' weights: float32 | float16 | bfloat16 (None: theirs)
     weights: str | None = None  # model renderers' weights folder (e.g. a personalised vdm run);
     # overrides the YAML's `weights`; a renderer without weights refuses it before any stage runs
+    guidance: str | None = None  # vdm: none | sg | dg (stage-2 sync-classifier guidance,
+    # docs/guidance.md); overrides the YAML's `guidance`; other renderers refuse it
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ def validate_run_config(cfg: RunConfig, *, check_device: bool = True) -> RunConf
     if cfg.render.dtype is not None and cfg.render.dtype not in ("float32", "float16", "bfloat16"):
         raise ConfigError(f"render.dtype must be float32, float16 or bfloat16, got "
                           f"{cfg.render.dtype!r}")
+    if cfg.render.guidance is not None and cfg.render.guidance not in MODES:
+        raise ConfigError(f"render.guidance must be one of {', '.join(MODES)}, got "
+                          f"{cfg.render.guidance!r}")
     if not cfg.render.renderer:
         raise ConfigError("render.renderer must name a renderer (see `csg renderers`)")
     V.audio_seconds(cfg.limits.max_audio_seconds, "limits.max_audio_seconds")

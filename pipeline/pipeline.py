@@ -211,6 +211,8 @@ class CoSpeechPipeline:
                                                               self.config.render.config)
             if self.config.render.weights:
                 self._renderer_options["weights"] = self.config.render.weights
+            if self.config.render.guidance is not None:
+                self._renderer_options["guidance"] = self.config.render.guidance
         return dict(self._renderer_options)
 
     def renderer(self, name: str | None = None):

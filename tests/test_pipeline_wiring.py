@@ -253,3 +253,23 @@ def test_render_weights_reach_the_renderer_options_and_a_renderer_without_weight
     bad = replace_config(load_run_config(), [f"render.weights={tmp_path}"])
     with pytest.raises(ConfigError, match="weights"):
         CoSpeechPipeline(config=bad).renderer()
+
+
+def test_render_guidance_reaches_the_vdm_options_and_is_checked(tmp_path):
+    """`--set render.guidance=sg|dg` becomes the vdm renderer's `guidance` option (stage-2 PCE);
+    a value outside none|sg|dg is a config error naming the key; warp refuses the option."""
+    from csg.config import replace_config
+    from csg.errors import ConfigError
+    from pipeline import CoSpeechPipeline
+    from pipeline.config import load_run_config
+
+    for mode in ("sg", "dg", "none"):
+        cfg = replace_config(load_run_config(), ["render.renderer=vdm", f"render.guidance={mode}"])
+        assert CoSpeechPipeline(config=cfg).renderer_options()["guidance"] == mode
+    unset = CoSpeechPipeline(config=load_run_config(overrides=["render.renderer=vdm"]))
+    assert "guidance" not in unset.renderer_options()  # the renderer YAML's own value stays
+    with pytest.raises(ConfigError, match="render.guidance"):
+        load_run_config(overrides=["render.guidance=maybe"])
+    bad = replace_config(load_run_config(), ["render.guidance=sg"])
+    with pytest.raises(ConfigError, match="guidance"):
+        CoSpeechPipeline(config=bad).renderer()
