@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from csg.diffusion import schedule as D
-from csg.errors import ConfigError, DataError
+from csg.errors import DataError
+from csg.training import check_classifier_config
 
 from .classifier import REGIONS, region_mask
 
@@ -74,12 +75,7 @@ class ClassifierTrainConfig:
     mixed_precision: str = "no"  # accelerate: "no" | "fp16" | "bf16"
 
     def __post_init__(self) -> None:
-        if self.region not in REGIONS:
-            raise ConfigError(f"classifier config: region {self.region!r} is not one of "
-                              f"{', '.join(REGIONS)}")
-        if len(self.neg_mix) != len(NEG_KINDS):
-            raise ConfigError(f"classifier config: neg_mix needs {len(NEG_KINDS)} weights "
-                              f"({', '.join(NEG_KINDS)})")
+        check_classifier_config(self.region, self.neg_mix, REGIONS, NEG_KINDS)
 
 
 # --- pure pieces ----------------------------------------------------------------------------------

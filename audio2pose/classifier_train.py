@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from csg.config import to_dict
 from csg.diffusion import schedule as D
 from csg.errors import ConfigError
+from csg.training import kind_accuracy
 
 from .classifier import SyncClassifier
 from .classifier_data import (NEG_KINDS, Bank, ClassifierModelConfig,  # noqa: F401 - API
@@ -45,23 +46,16 @@ def evaluate(model: SyncClassifier, real: Bank, pool: Bank | None, cfg: Classifi
     lengths = [L for L in cfg.window_lengths if L + min_shift <= real.z.shape[1]]
     for frac in cfg.eval_t_fracs:
         g = torch.Generator().manual_seed(seed)
-        hits = {k: [] for k in ("pos",) + NEG_KINDS}
+        oks, kinds = [], []
         for L in lengths:
             x0, audio, y, kind = make_pairs(real, pool, ecfg, L, min_shift, g)
             t = torch.full((x0.shape[0],), int(round(frac * (T - 1))), dtype=torch.long)
             x_t = noise_to(x0, t, alphas_cumprod, g)
             pred = (model.masked_logits(x_t.to(model.device), t.to(model.device),
                                         audio.to(model.device)) > 0).float().cpu()
-            ok = (pred == y)
-            hits["pos"] += ok[kind < 0].tolist()
-            for k, name in enumerate(NEG_KINDS):
-                hits[name] += ok[kind == k].tolist()
-        pos = float(np.mean(hits["pos"])) if hits["pos"] else float("nan")
-        neg = [x for k in NEG_KINDS for x in hits[k]]
-        row = {"acc": 0.5 * (pos + float(np.mean(neg))), "pos": pos}
-        row.update({k: float(np.mean(v)) if v else float("nan") for k, v in hits.items()
-                    if k != "pos"})
-        out[f"t/T={frac:.2f}"] = row
+            oks += (pred == y).tolist()
+            kinds += kind.tolist()
+        out[f"t/T={frac:.2f}"] = kind_accuracy(oks, kinds, NEG_KINDS)
     model.train(was)
     return out
 

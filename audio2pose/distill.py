@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from csg.errors import DataError
-from csg.training import StepLog, latest_checkpoint, save_checkpoint
+from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
 
 from .par import ParConfig, par_weights
 
@@ -217,18 +217,9 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
                                      b["known_mask"], cfg.student_steps, order)
         loss, logs = distill_loss(x0, logits, b["x0"], b["scores"], b["known_mask"], cfg.par,
                                   cfg.score_weight)
-        acc.backward(loss)
-        acc.clip_grad_norm_(student.parameters(), cfg.clip_grad)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
+        optimizer_step(acc, student, opt, sched, loss, cfg.clip_grad)
         step += 1
-        log.add({**logs, "loss": loss})
-        done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
-        log.maybe_write(step, done)
-        if step % cfg.save_every == 0 or done:
-            save_checkpoint(acc, ckdir, step)
-        if done:
+        if end_step(acc, log, ckdir, step, {**logs, "loss": loss}, cfg):
             break
     log.close()
     acc.wait_for_everyone()

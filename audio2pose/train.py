@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from csg.config import to_dict
-from csg.training import StepLog, latest_checkpoint, save_checkpoint
+from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
 from csg.errors import ConfigError, DataError
 from csg.features import feature_dim
 
@@ -213,21 +213,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
         for batch in loader:
             with acc.accumulate(model):
                 loss, logs = training_loss(model, batch, cfg, ac, gen)
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
+                optimizer_step(acc, model, opt, sched, loss, cfg.clip_grad,
+                               clip=acc.sync_gradients)
             if not acc.sync_gradients:
                 continue
             step += 1
-            log.add({**logs, "loss": loss})
-            done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
-            log.maybe_write(step, done, lr=sched.get_last_lr()[0])
-            if step % cfg.save_every == 0 or done:
-                save_checkpoint(acc, ckdir, step)
-            if done:
+            if end_step(acc, log, ckdir, step, {**logs, "loss": loss}, cfg,
+                        lr=sched.get_last_lr()[0]):
                 break
         if cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes:
             break

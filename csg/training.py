@@ -1,5 +1,6 @@
-"""What every training loop of csg shares: the per-step log and resumable checkpoints (stage 1,
-the vdm renderer and the few-step students; the sync classifiers' trainer aside).
+"""What every training loop of csg shares: the optimiser step, the per-step log, the stop rule and
+resumable checkpoints (stage 1, the vdm renderer and the few-step students), plus the config check
+and the held-out accuracy of the sync classifiers of both stages.
 
 ``StepLog`` keeps running sums of the per-step logs (each value averaged over processes with
 accelerate's ``gather_for_metrics``), and every ``log_every`` steps (or at the last step) writes one
@@ -12,7 +13,9 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+from csg.errors import ConfigError
 
 
 def save_checkpoint(acc, ckdir: Path, step: int, keep: int = 2) -> Path:
@@ -72,3 +75,67 @@ class StepLog:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def optimizer_step(acc, model, opt, sched, loss, clip_grad: float, *, clip: bool = True) -> None:
+    """One optimiser step through accelerate: backward, clip the gradient norm of ``model`` to
+    ``clip_grad`` (only when ``clip``: under ``acc.accumulate`` pass ``acc.sync_gradients``),
+    ``opt.step()``, ``sched.step()``, ``opt.zero_grad()``."""
+    acc.backward(loss)
+    if clip:
+        acc.clip_grad_norm_(model.parameters(), clip_grad)
+    opt.step()
+    sched.step()
+    opt.zero_grad()
+
+
+def out_of_time(step: int, cfg, minutes: float) -> bool:
+    """Stop rule: ``step >= cfg.max_steps``, or ``minutes`` reached ``cfg.max_minutes`` (if > 0)."""
+    return step >= cfg.max_steps or (cfg.max_minutes > 0 and minutes >= cfg.max_minutes)
+
+
+def end_step(acc, log: StepLog, ckdir: Path, step: int, logs: dict[str, Any], cfg,
+             **extra: Any) -> bool:
+    """After optimiser step ``step`` (already counted): add ``logs`` to ``log``, decide whether the
+    run is done (:func:`out_of_time`), write the log row (``extra``, e.g. ``lr=``) when due, and
+    save a checkpoint every ``cfg.save_every`` steps and at the end. Returns done."""
+    log.add(logs)
+    done = out_of_time(step, cfg, log.minutes)
+    log.maybe_write(step, done, **extra)
+    if step % cfg.save_every == 0 or done:
+        save_checkpoint(acc, ckdir, step)
+    return done
+
+
+# --- sync classifiers (both stages) ---------------------------------------------------------------
+def check_classifier_config(region: str, neg_mix: Sequence[float], regions: Sequence[str],
+                            neg_kinds: Sequence[str]) -> None:
+    """ConfigError unless ``region`` is one of ``regions`` and ``neg_mix`` has one weight per
+    negative kind."""
+    if region not in regions:
+        raise ConfigError(f"classifier config: region {region!r} is not one of "
+                          f"{', '.join(regions)}")
+    if len(neg_mix) != len(neg_kinds):
+        raise ConfigError(f"classifier config: neg_mix needs {len(neg_kinds)} weights "
+                          f"({', '.join(neg_kinds)})")
+
+
+def kind_accuracy(ok: Sequence[bool], kind: Sequence[int], neg_kinds: Sequence[str]) -> dict:
+    """Held-out accuracy of a sync classifier: ``ok[i]`` whether pair i was classified right,
+    ``kind[i]`` -1 for a positive, else its index into ``neg_kinds``.
+
+    Returns {"acc": balanced accuracy 0.5 * (positive accuracy + negative accuracy), "pos": the
+    positive accuracy, <each negative kind>: its accuracy}; nan where a group is empty.
+    """
+    oks = [bool(o) for o in ok]
+    kinds = [int(k) for k in kind]
+
+    def mean(group: Callable[[int], bool]) -> float:
+        hits = [o for o, k in zip(oks, kinds) if group(k)]
+        return sum(hits) / len(hits) if hits else float("nan")
+
+    n = len(neg_kinds)
+    pos = mean(lambda k: k < 0)
+    row = {"acc": 0.5 * (pos + mean(lambda k: 0 <= k < n)), "pos": pos}
+    row.update({name: mean(lambda k, i=i: k == i) for i, name in enumerate(neg_kinds)})
+    return row

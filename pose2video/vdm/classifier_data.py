@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from csg.errors import ConfigError, DataError
+from csg.training import check_classifier_config
 
 from .classifier import REGIONS, latent_masks
 
@@ -76,12 +77,7 @@ class VideoClassifierTrainConfig:
     threads: int = 1  # torch threads (shared CPU)
 
     def __post_init__(self) -> None:
-        if self.region not in REGIONS:
-            raise ConfigError(f"classifier config: region {self.region!r} is not one of "
-                              f"{', '.join(REGIONS)}")
-        if len(self.neg_mix) != len(NEG_KINDS):
-            raise ConfigError(f"classifier config: neg_mix needs {len(NEG_KINDS)} weights "
-                              f"({', '.join(NEG_KINDS)})")
+        check_classifier_config(self.region, self.neg_mix, REGIONS, NEG_KINDS)
         if self.pool_size and self.pool_frames < max(self.window_lengths):
             raise ConfigError("classifier config: pool_frames must be >= the longest window length")
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from csg.config import to_dict
 from csg.diffusion import schedule as D
 from csg.errors import ConfigError
+from csg.training import kind_accuracy
 
 from .classifier import VideoSyncClassifier, latent_masks
 from .classifier_data import (NEG_KINDS, LatentBank, VideoClassifierTrainConfig, build_pool,
@@ -37,21 +38,14 @@ def evaluate(model: VideoSyncClassifier, real: LatentBank, pool: LatentBank | No
     out = {}
     for frac in cfg.eval_t_fracs:
         g = torch.Generator().manual_seed(seed)
-        hits = {k: [] for k in ("pos",) + NEG_KINDS}
+        oks, kinds = [], []
         for L in cfg.window_lengths:
             z0, audio, m, y, kind = make_pairs(real, pool, cfg, L, g, batch=cfg.eval_items)
             t = torch.full((z0.shape[0],), int(round(frac * (T - 1))), dtype=torch.long)
             pred = (model.masked_logits(noise_to(z0, t, alphas_cumprod, g), t, audio, m) > 0)
-            ok = (pred.float() == y)
-            hits["pos"] += ok[kind < 0].tolist()
-            for k, name in enumerate(NEG_KINDS):
-                hits[name] += ok[kind == k].tolist()
-        pos = float(np.mean(hits["pos"]))
-        neg = [x for k in NEG_KINDS for x in hits[k]]
-        row = {"acc": 0.5 * (pos + float(np.mean(neg))), "pos": pos}
-        row.update({k: float(np.mean(v)) if v else float("nan") for k, v in hits.items()
-                    if k != "pos"})
-        out[f"t/T={frac:.2f}"] = row
+            oks += (pred.float() == y).tolist()
+            kinds += kind.tolist()
+        out[f"t/T={frac:.2f}"] = kind_accuracy(oks, kinds, NEG_KINDS)
     model.train(was)
     return out
 

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from csg.errors import DataError
-from csg.training import StepLog, latest_checkpoint, save_checkpoint
+from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
 
 from .config import ParConfig, VdmTrainConfig
 
@@ -278,17 +278,10 @@ def distill(cfg: VdmDistillConfig, *, resume: bool = False, echo=logger.info) ->
             wrapped = _WithPlan(student, window_plan(poses, cfg.attention, cfg.attention_topk,
                                                      canvas, grid))
             loss, logs = training_loss(wrapped, batch, tcfg, schedule, gen)
-        acc.backward(loss)
-        acc.clip_grad_norm_(student.parameters(), cfg.clip_grad)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
+        optimizer_step(acc, student, opt, sched, loss, cfg.clip_grad)
         step += 1
-        log.add({**logs, "loss": loss})
-        done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
-        log.maybe_write(step, done, lr=sched.get_last_lr()[0])
-        if step % cfg.save_every == 0 or done:
-            save_checkpoint(acc, ckdir, step)
+        done = end_step(acc, log, ckdir, step, {**logs, "loss": loss}, cfg,
+                        lr=sched.get_last_lr()[0])
     log.close()
     export(acc.unwrap_model(student), cfg, note, out, steps=step, minutes=log.minutes)
     echo(f"exported {out} after {step} steps, {log.minutes:.1f} min")

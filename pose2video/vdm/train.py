@@ -26,7 +26,7 @@ import torch
 
 from csg.config import to_dict
 from csg.errors import DataError
-from csg.training import StepLog, latest_checkpoint, save_checkpoint
+from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
 
 from .config import VdmTrainConfig
 
@@ -168,17 +168,10 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
         for batch in loader:
             with acc.autocast():
                 loss, logs = training_loss(model, batch, cfg, schedule, gen)
-            acc.backward(loss)
-            acc.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
+            optimizer_step(acc, model, opt, sched, loss, cfg.clip_grad)
             step += 1
-            log.add({**logs, "loss": loss})
-            done = step >= cfg.max_steps or (cfg.max_minutes > 0 and log.minutes >= cfg.max_minutes)
-            log.maybe_write(step, done, lr=sched.get_last_lr()[0])
-            if step % cfg.save_every == 0 or done:
-                save_checkpoint(acc, ckdir, step)
+            done = end_step(acc, log, ckdir, step, {**logs, "loss": loss}, cfg,
+                            lr=sched.get_last_lr()[0])
             if done:
                 break
     log.close()
