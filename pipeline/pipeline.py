@@ -188,11 +188,9 @@ class CoSpeechPipeline:
     def _stage1_folder(self) -> Path:
         if self.stage1_dir is not None:
             return self.stage1_dir
-        if self.config.stage1.checkpoint:
-            return _resolve_folder(self.config.stage1.checkpoint)
-        from audio2pose import default_checkpoint_dir
+        from audio2pose.pipeline import resolve_checkpoint  # embedded names (student) too
 
-        return Path(default_checkpoint_dir())
+        return resolve_checkpoint(self.config.stage1.checkpoint or None)
 
     @property
     def audio2pose(self):
@@ -242,8 +240,20 @@ class CoSpeechPipeline:
             from audio2pose.classifier import load_guide
         except ImportError as e:
             raise CsgError(f"sync guidance '{mode}' is not available: {e}") from None
-        return load_guide(self.config.stage1.guidance_config(mode), self._stage1_folder(),
+        return load_guide(self.config.stage1.guidance_config(mode), self._classifier_folder(),
                           device=self.config.device)
+
+    def _classifier_folder(self) -> Path:
+        """Where stage 1's sync classifiers are: the stage-1 folder's own; for an embedded
+        checkpoint without them (the few-step ``student``), the embedded default's, which judge
+        noisy skeletons whatever sampler made them (docs/guidance.md)."""
+        from audio2pose.pipeline import WEIGHTS_DIR, default_checkpoint_dir
+
+        folder = self._stage1_folder()
+        if (not (folder / "classifier_face").is_dir()
+                and folder.resolve().parent == Path(WEIGHTS_DIR).resolve()):
+            return Path(default_checkpoint_dir())
+        return folder
 
     def generators(self, seed: int | None = None) -> dict[str, Any]:
         """``{"audio2pose": ..., "render": ...}``: one CPU ``torch.Generator`` per stage derived

@@ -257,7 +257,7 @@ def _child(conn, parent_end, pipe, preimport: tuple[str, ...]) -> None:
             pass
 
 
-PREIMPORT = ("audio2pose.sampling", "scipy.signal", "csg.smoothing")
+PREIMPORT = ("audio2pose.sampling", "csg.smoothing")
 """Modules stage 1 imports on its first call (sampling, Savitzky-Golay smoothing), imported by
 the worker with the model, before the request can arrive."""
 

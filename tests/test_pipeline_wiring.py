@@ -273,3 +273,16 @@ def test_render_guidance_reaches_the_vdm_options_and_is_checked(tmp_path):
     bad = replace_config(load_run_config(), ["render.guidance=sg"])
     with pytest.raises(ConfigError, match="guidance"):
         CoSpeechPipeline(config=bad).renderer()
+
+
+def test_stage1_checkpoint_by_embedded_name_and_classifiers_of_the_default():
+    """`stage1.checkpoint` takes the embedded names (`student`, `default`); the student ships no
+    sync classifiers, so guidance uses the embedded default's; a user's folder is used as given."""
+    from audio2pose.pipeline import WEIGHTS_DIR
+    from pipeline import CoSpeechPipeline
+
+    for name in ("student", "default"):
+        pipe = CoSpeechPipeline.from_config(overrides=[f"stage1.checkpoint={name}"])
+        assert pipe._stage1_folder() == WEIGHTS_DIR / name
+        assert pipe._classifier_folder() == WEIGHTS_DIR / "default"
+        assert (pipe._classifier_folder() / "classifier_face").is_dir()
