@@ -1,0 +1,34 @@
+"""The numpy mel filter bank of csg.features equals transformers' Slaney bank, and computing
+audio features does not import transformers (it cost ~1-2 s of every csg run)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 512, 32, 20.0, 8000.0),
+                                                      (16000, 1024, 80, 0.0, 8000.0),
+                                                      (22050, 2048, 64, 30.0, 11025.0)])
+def test_mel_filters_equal_transformers_slaney_bank(sr, n_fft, n_mels, fmin, fmax):
+    from transformers.audio_utils import mel_filter_bank
+
+    from csg.features import _mel_filters
+
+    ours = _mel_filters(sr, n_fft, n_mels, fmin, fmax)
+    ref = mel_filter_bank(num_frequency_bins=n_fft // 2 + 1, num_mel_filters=n_mels,
+                          min_frequency=fmin, max_frequency=fmax, sampling_rate=sr,
+                          norm="slaney", mel_scale="slaney").astype(np.float32)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-7)
+
+
+def test_audio_features_do_not_import_transformers():
+    code = ("import sys, numpy as np\n"
+            "from csg.features import audio_features, AudioFeatureConfig\n"
+            "x = np.random.default_rng(0).standard_normal(16000).astype('float32') * 0.1\n"
+            "f = audio_features(x, 16000, 25.0, 25)\n"
+            "assert f.shape[0] == 25, f.shape\n"
+            "print(sorted(m for m in ('transformers', 'diffusers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
