@@ -264,15 +264,51 @@ def onset_frames(wav: np.ndarray, sr: int, fps: float, num_frames: int, *,
                  min_gap_s: float = 0.1, delta: float = 0.5) -> np.ndarray:
     """Pose-frame indices of audio onsets (int64, sorted): peaks of :func:`onset_envelope` that are
     at least ``delta`` std above its mean and ``min_gap_s`` apart (the a_t of the BAS metric)."""
-    from scipy.signal import find_peaks
-
     env = onset_envelope(wav, sr, fps, num_frames).astype(np.float64)
     if env.size == 0 or not np.any(env > 0):
         return np.zeros(0, np.int64)
     padded = np.concatenate([[0.0], env, [0.0]])  # let frame 0 and T-1 be peaks
     dist = max(1, int(round(min_gap_s * float(fps))))
-    peaks, _ = find_peaks(padded, height=env.mean() + delta * env.std(), distance=dist)
+    peaks = find_peaks(padded, height=env.mean() + delta * env.std(), distance=dist)
     return (peaks - 1).astype(np.int64)
+
+
+def find_peaks(x: np.ndarray, *, height: float, distance: int = 1) -> np.ndarray:
+    """Indices of the local maxima of ``x`` (a flat top counts once, at its middle) that are at
+    least ``height`` and, keeping the highest first, at least ``distance`` samples apart:
+    ``scipy.signal.find_peaks(x, height=height, distance=distance)[0]`` (tested equal), without
+    importing ``scipy.signal`` (~1.3 s of every ``csg run``)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    found = []
+    i = 1
+    while i < n - 1:
+        if x[i - 1] < x[i]:
+            ahead = i + 1
+            while ahead < n - 1 and x[ahead] == x[i]:
+                ahead += 1
+            if x[ahead] < x[i]:
+                found.append((i + ahead - 1) // 2)
+            i = ahead
+        else:
+            i += 1
+    peaks = np.asarray(found, dtype=np.intp)
+    peaks = peaks[x[peaks] >= height] if peaks.size else peaks
+    if distance <= 1 or peaks.size < 2:
+        return peaks
+    keep = np.ones(peaks.size, dtype=bool)
+    for j in np.argsort(x[peaks])[::-1]:  # highest first; lower neighbours within distance go
+        if not keep[j]:
+            continue
+        k = j - 1
+        while k >= 0 and peaks[j] - peaks[k] < distance:
+            keep[k] = False
+            k -= 1
+        k = j + 1
+        while k < peaks.size and peaks[k] - peaks[j] < distance:
+            keep[k] = False
+            k += 1
+    return peaks[keep]
 
 
 # --- the wav2vec2 kind ----------------------------------------------------------------------------

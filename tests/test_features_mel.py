@@ -32,3 +32,41 @@ def test_audio_features_do_not_import_transformers():
             "print(sorted(m for m in ('transformers', 'diffusers') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_find_peaks_equals_scipy_on_random_and_plateau_signals():
+    from scipy.signal import find_peaks as scipy_find_peaks
+
+    from csg.features import find_peaks
+
+    rng = np.random.default_rng(0)
+    for t in range(600):
+        n = int(rng.integers(1, 150))
+        x = rng.standard_normal(n) if t % 2 else rng.integers(0, 4, n).astype(float)  # ties, flat tops
+        height, distance = float(rng.normal()), int(rng.integers(1, 12))
+        np.testing.assert_array_equal(find_peaks(x, height=height, distance=distance),
+                                      scipy_find_peaks(x, height=height, distance=distance)[0])
+
+
+def test_mean3_equals_scipy_uniform_filter():
+    from scipy.ndimage import uniform_filter1d
+
+    from csg.data.synth_audio import _mean3
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 3, 10, 500):
+        x = rng.random(n)
+        np.testing.assert_allclose(_mean3(x), uniform_filter1d(x, 3), rtol=0, atol=1e-12)
+
+
+def test_stage1_generate_imports_no_scipy():
+    """Onsets, idle motion and smoothing on csg run's stage-1 path are numpy: scipy's import
+    (~1.3 s for scipy.signal) is not paid there."""
+    code = ("import sys, numpy as np\n"
+            "from csg.data.synth_audio import events_from_audio\n"
+            "from csg.features import onset_frames\n"
+            "x = np.random.default_rng(0).standard_normal(32000).astype('float32') * 0.1\n"
+            "events_from_audio(x, 16000); onset_frames(x, 16000, 25.0, 50)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy')[:3])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

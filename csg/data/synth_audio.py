@@ -326,6 +326,14 @@ def _strongest_per_phrase(ev: SpeechEvents, phrases: np.ndarray, counts: list[in
     return np.sort(np.asarray(keep))
 
 
+def _mean3(x: np.ndarray) -> np.ndarray:
+    """3-sample moving average with the edge samples repeated:
+    ``scipy.ndimage.uniform_filter1d(x, 3)`` (mode "reflect"), without importing scipy.ndimage on
+    ``csg run``'s path (tested equal)."""
+    p = np.pad(np.asarray(x, dtype=np.float64), 1, mode="symmetric")
+    return (p[:-2] + p[1:-1] + p[2:]) / 3.0
+
+
 def events_from_audio(wav: np.ndarray, sr: int, *, phrases: np.ndarray | None = None,
                       min_pause: float = 0.25) -> SpeechEvents:
     """Speech events read off any audio (the rule-based baseline and the espeak voice).
@@ -335,8 +343,6 @@ def events_from_audio(wav: np.ndarray, sr: int, *, phrases: np.ndarray | None = 
     stress_times: onsets (csg.features.onset_frames at 100 Hz) in phrases whose following 150 ms
     energy peak is above the phrase median, at least 0.3 s apart.
     """
-    from scipy.ndimage import uniform_filter1d
-
     from ..audio import num_frames_for
     from ..features import log_rms_envelope, onset_frames
 
@@ -344,7 +350,7 @@ def events_from_audio(wav: np.ndarray, sr: int, *, phrases: np.ndarray | None = 
     m = num_frames_for(len(wav), sr, ENV_RATE)
     db = log_rms_envelope(wav, sr, ENV_RATE, m).astype(np.float64)
     peak = np.percentile(db, 99) if m else 0.0
-    artic = uniform_filter1d(((db - (peak - 40)) / 34).clip(0, 1), 3) if m else db
+    artic = _mean3(((db - (peak - 40)) / 34).clip(0, 1)) if m else db
     if phrases is None:
         phrases = _phrases(artic > 0.15, min_pause)
     inside = np.zeros(m, bool)
