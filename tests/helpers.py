@@ -92,3 +92,14 @@ def save_tiny_stage1(folder):
     model.set_coord_stats(torch.zeros(133, 2), torch.full((133, 2), 0.05))
     pipe = Audio2PosePipeline(model, feats, 25.0, SamplingConfig(window=16, overlap=4, steps=2))
     return pipe.save_pretrained(folder)
+
+
+def tiny_corpus(root, *, clips: int, seconds: float = 2.0, frames: bool = False,
+                size_hw: tuple = (96, 128)):
+    """A small procedural corpus (``csg data synth`` without espeak, one process) written to
+    ``root``; returns ``root``. ``frames`` also writes the avatar videos (the vdm renderer's data)."""
+    from csg.data.synth import SynthConfig, make_corpus
+
+    make_corpus(root, SynthConfig(clips=clips, seconds=seconds, frames=frames, espeak=False,
+                                  size_hw=size_hw), workers=1, progress=False)
+    return root

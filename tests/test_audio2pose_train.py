@@ -13,12 +13,9 @@ from csg.data import load_clip, read_manifest
 
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    from csg.data.synth import SynthConfig, make_corpus
+    from tests.helpers import tiny_corpus
 
-    root = tmp_path_factory.mktemp("corpus")
-    make_corpus(root, SynthConfig(clips=4, seconds=2.0, frames=False, espeak=False,
-                                  size_hw=(96, 128)), workers=1, progress=False)
-    return root
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"), clips=4)
 
 
 def test_coord_stats_per_region_std(tiny_corpus):

@@ -78,12 +78,9 @@ def test_loss_is_zero_on_the_target_and_ignores_known_frames():
 
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory):
-    from csg.data.synth import SynthConfig, make_corpus
+    from tests.helpers import tiny_corpus
 
-    root = tmp_path_factory.mktemp("corpus")
-    make_corpus(root, SynthConfig(clips=4, seconds=2.0, frames=False, espeak=False,
-                                  size_hw=(96, 128)), workers=1, progress=False)
-    return root
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"), clips=4)
 
 
 def test_distill_tiny_lowers_the_loss_and_exports_a_few_step_student(tiny_corpus, tmp_path):

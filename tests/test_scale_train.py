@@ -189,12 +189,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from csg.data.synth import SynthConfig, make_corpus
+    from tests.helpers import tiny_corpus
 
-    root = tmp_path_factory.mktemp("corpus")
-    make_corpus(root, SynthConfig(clips=6, seconds=2.0, frames=False, espeak=False,
-                                  size_hw=(96, 128)), workers=1, progress=False)
-    return root
+    return tiny_corpus(tmp_path_factory.mktemp("corpus"), clips=6)
 
 
 def check_two_ranks(rec: dict[int, list[dict]], steps: int) -> None:
@@ -214,6 +211,15 @@ def check_two_ranks(rec: dict[int, list[dict]], steps: int) -> None:
     assert end[0] == end[1] and end[0] != s0[0]["before"]
 
 
+def check_resumed(rec1: dict[int, list[dict]], rec2: dict[int, list[dict]]) -> None:
+    """Run 2 (--resume) loaded on both ranks the weights run 1 ended with, started its first step
+    from them, and then trained one synchronised step."""
+    end1 = events(rec1[0], "end")[0]["params"]
+    for r in (0, 1):
+        assert [e["params"] for e in events(rec2[r], "loaded")] == [end1]
+        assert events(rec2[r], "step")[0]["before"] == end1
+    check_two_ranks(rec2, 1)
+
 @pytest.mark.slow
 def test_two_process_audio2pose(corpus, tmp_path):
     args, _ = STAGES["audio2pose"]
@@ -226,11 +232,7 @@ def test_two_process_audio2pose(corpus, tmp_path):
     t2 = launch(tmp_path / "rec2", ["train", *args(str(corpus), str(out), 3), "--resume"],
                 free_port())
     rec2 = read(tmp_path / "rec2")
-    end1 = events(rec1[0], "end")[0]["params"]
-    for r in (0, 1):
-        assert [e["params"] for e in events(rec2[r], "loaded")] == [end1]
-        assert events(rec2[r], "step")[0]["before"] == end1
-    check_two_ranks(rec2, 1)
+    check_resumed(rec1, rec2)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     print(f"\n2-process audio2pose: {t1:.1f} s for 2 steps, {t2:.1f} s for the resumed step")
@@ -239,12 +241,9 @@ def test_two_process_audio2pose(corpus, tmp_path):
 @pytest.fixture(scope="module")
 def long_corpus(tmp_path_factory):
     """5.5 s clips with train and val speakers: the classifier cuts 125-frame windows."""
-    from csg.data.synth import SynthConfig, make_corpus
+    from tests.helpers import tiny_corpus
 
-    root = tmp_path_factory.mktemp("long_corpus")
-    make_corpus(root, SynthConfig(clips=16, seconds=5.5, frames=False, espeak=False,
-                                  size_hw=(96, 128)), workers=1, progress=False)
-    return root
+    return tiny_corpus(tmp_path_factory.mktemp("long_corpus"), clips=16, seconds=5.5)
 
 
 @pytest.mark.slow
@@ -261,12 +260,10 @@ def test_two_process_classifier(long_corpus, tmp_path):
 @pytest.fixture(scope="module")
 def frames_corpus(tmp_path_factory):
     """32x32 avatar frames for the vdm renderer (its tiny config trains on 32-pixel latents)."""
-    from csg.data.synth import SynthConfig, make_corpus
+    from tests.helpers import tiny_corpus
 
-    root = tmp_path_factory.mktemp("frames_corpus")
-    make_corpus(root, SynthConfig(clips=4, seconds=2.0, size_hw=(32, 32), espeak=False),
-                workers=1, progress=False)
-    return root
+    return tiny_corpus(tmp_path_factory.mktemp("frames_corpus"), clips=4, frames=True,
+                       size_hw=(32, 32))
 
 
 @pytest.mark.slow
@@ -280,10 +277,6 @@ def test_two_process_renderer(frames_corpus, tmp_path):
     t2 = launch(tmp_path / "rec2", ["train", *args(str(frames_corpus), str(out), 3), "--resume"],
                 free_port())
     rec2 = read(tmp_path / "rec2")
-    end1 = events(rec1[0], "end")[0]["params"]
-    for r in (0, 1):
-        assert [e["params"] for e in events(rec2[r], "loaded")] == [end1]
-        assert events(rec2[r], "step")[0]["before"] == end1
-    check_two_ranks(rec2, 1)
+    check_resumed(rec1, rec2)
     assert json.loads((out / "vdm.json").read_text())["steps"] == 3
     print(f"\n2-process renderer: {t1:.1f} s for 2 steps, {t2:.1f} s for the resumed step")

@@ -13,12 +13,10 @@ from tests.test_vdm import tiny_model
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    from csg.data.synth import SynthConfig, make_corpus
+    from tests.helpers import tiny_corpus
 
-    root = tmp_path_factory.mktemp("vdm_synth")
-    make_corpus(root, SynthConfig(clips=2, seconds=2.0, size_hw=(32, 32), espeak=False),
-                workers=1, progress=False)
-    return root
+    return tiny_corpus(tmp_path_factory.mktemp("vdm_synth"), clips=2, frames=True,
+                       size_hw=(32, 32))
 
 
 def _tiny_cfg(data, out, **kw):
