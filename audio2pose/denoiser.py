@@ -16,13 +16,13 @@ missing or unexpected key, a wrong shape or an unknown config field is one
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from csg.diffusion.embeddings import sinusoidal as _sinusoidal
 from csg.errors import WeightsNotFoundError
 from csg.keypoints import NUM_KEYPOINTS
 
@@ -54,21 +54,9 @@ class DenoiserConfig:
 
 
 def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """The denoiser's sinusoidal embedding, cos half first (as its checkpoints were trained):
-    :func:`csg.diffusion.embeddings.sinusoidal` with ``cos_first=True``, computed here with the
-    same torch operations in the same order as diffusers' ``get_timestep_embedding`` (so the
-    same bits, ``tests/test_audio2pose_fastload.py``) because importing
-    ``diffusers.models.embeddings`` costs ~3 CPU s (it pulls in torch._dynamo).
-    x: (N,) -> float32 (N, dim)."""
-    half = dim // 2
-    exponent = -math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=x.device)
-    freqs = torch.exp(exponent / half)
-    emb = x.reshape(-1)[:, None].float() * freqs[None, :]
-    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=-1)
-    emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
-    if dim % 2 == 1:
-        emb = torch.nn.functional.pad(emb, (0, 1, 0, 0))
-    return emb
+    """The denoiser's embedding: :func:`csg.diffusion.embeddings.sinusoidal`, cos half first (as
+    its checkpoints were trained). x: (N,) -> float32 (N, dim)."""
+    return _sinusoidal(x, dim, cos_first=True, max_period=max_period)
 
 
 class DenoiserCore:

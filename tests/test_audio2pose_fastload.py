@@ -140,12 +140,20 @@ def test_inference_load_imports_no_diffusers():
 
 
 def test_sinusoidal_same_bits_as_diffusers():
+    """The shared embedding (and the denoiser's use of it) equals diffusers'
+    get_timestep_embedding bit for bit, in both half orders, without importing diffusers."""
+    from diffusers.models.embeddings import get_timestep_embedding
+
     from audio2pose.denoiser import sinusoidal
-    from csg.diffusion.embeddings import sinusoidal as reference
+    from csg.diffusion.embeddings import sinusoidal as shared
 
     for x in (torch.arange(250), torch.tensor([0.0, 1.0, 999.0, 37.5]), torch.tensor([7])):
         for dim in (160, 32, 33):
-            assert torch.equal(sinusoidal(x, dim), reference(x, dim, cos_first=True))
+            for cos_first in (True, False):
+                ref = get_timestep_embedding(x, dim, flip_sin_to_cos=cos_first,
+                                             downscale_freq_shift=0, max_period=10000.0)
+                assert torch.equal(shared(x, dim, cos_first=cos_first), ref)
+            assert torch.equal(sinusoidal(x, dim), shared(x, dim, cos_first=True))
 
 
 def test_savgol_matches_scipy():
