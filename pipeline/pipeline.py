@@ -370,20 +370,12 @@ class CoSpeechPipeline:
         return CoSpeechOutput(poses, stacked, timings)
 
 
-IGNORES_GENERATOR = frozenset({"warp"})
-"""Renderers documented to draw no random numbers (``generator`` is accepted and ignored). The
-pipeline builds no torch generator for them, so ``csg run`` with them never imports torch in its
-main process (stage 1 runs in a worker, :mod:`pipeline.worker`). A renderer may say so itself
-with a ``uses_generator`` attribute."""
-
-
 def uses_generator(renderer: Any) -> bool:
-    """Whether ``renderer`` draws from the ``generator`` it is given (see
-    :data:`IGNORES_GENERATOR`)."""
-    flag = getattr(renderer, "uses_generator", None)
-    if flag is not None:
-        return bool(flag)
-    return getattr(renderer, "name", None) not in IGNORES_GENERATOR
+    """Whether ``renderer`` draws from the ``generator`` it is given: its ``uses_generator``
+    attribute (protocol v2, :class:`pose2video.base.Renderer`), True when it does not say. For
+    one that does not (``warp``) the pipeline builds no torch generator, so ``csg run`` never
+    imports torch in its main process (stage 1 runs in a worker, :mod:`pipeline.worker`)."""
+    return bool(getattr(renderer, "uses_generator", True))
 
 
 def _jsonable(options: dict[str, Any], what: str) -> dict[str, Any]:

@@ -222,9 +222,7 @@ def _child(conn, parent_end, pipe, preimport: tuple[str, ...]) -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # torch's OpenMP threads sleep instead of spinning while they wait: the parent renders and
-    # prepares on the same cores meanwhile (no effect on the numbers, only on idle waiting)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OMP_WAIT_POLICY=PASSIVE comes with the parent's environment (csg run sets it before torch)
     spans: dict[str, tuple[float, float]] = {}
     try:
         t0 = time.perf_counter()

@@ -64,6 +64,9 @@ class Renderer(Protocol):
         needs: what it needs beyond this package, in words (``"nothing"``, ``"ControlNet weights"``).
         window: the model's temporal window (frames it processes together; 1 for warp-like).
         overlap: frames carried between model windows (0 when windows are independent).
+        uses_generator (optional, default True): False for a renderer that draws no random
+            numbers (``generator`` accepted and ignored); then the pipeline builds no torch
+            generator for it, so ``csg run`` need not import torch in its main process.
     """
 
     name: str

@@ -470,6 +470,7 @@ class WarpRenderer:
     needs = "nothing"
     window = 1  # frames processed together: each frame on its own
     overlap = 0
+    uses_generator = False  # deterministic: no random numbers
 
     def __init__(self, config: WarpConfig | None = None, *, device: str = "cpu",
                  dtype: str | None = None) -> None:
