@@ -112,7 +112,7 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
     from csg.image import load_image
     from csg.pose import PoseSequence
     from csg.video import VideoWriter
-    from pipeline.pipeline import CoSpeechPipeline, check_pose_matches, uses_generator
+    from pipeline.pipeline import CoSpeechPipeline, check_pose_matches
     from pipeline.worker import start_stage1
 
     startup = process_age()
@@ -129,7 +129,7 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
         # Read when torch loads, so only before; an OMP_WAIT_POLICY the user set is kept.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     pipe = CoSpeechPipeline.from_config(cfg)
-    renderer = pipe.renderer()  # a bad renderer name or option fails here, before any stage
+    pipe.renderer()  # built now: a bad renderer name or option fails here, before any stage
     stage1 = start_stage1(pipe) if pose_in is None else None
     try:
         lim = cfg.limits
@@ -165,10 +165,8 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
     finally:
         if stage1 is not None:
             stage1.close()
-    generator = pipe.generators(cfg.seed)["render"] if uses_generator(renderer) else None
     t0 = time.perf_counter()
-    frames = pipe.render_frames(prepared, poses, generator=generator, audio=wav, sr=SAMPLE_RATE,
-                                progress=not quiet)
+    frames = pipe.render_frames(prepared, poses, audio=wav, sr=SAMPLE_RATE, progress=not quiet)
     first = next(frames, None)
     if first is None:
         from csg.errors import CsgError
