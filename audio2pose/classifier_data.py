@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csg.diffusion import schedule as D
 from csg.errors import DataError
-from csg.training import check_classifier_config
+from csg.training import check_classifier_config, crop
 
 from .classifier import REGIONS, region_mask
 
@@ -79,13 +78,6 @@ class ClassifierTrainConfig:
 
 
 # --- pure pieces ----------------------------------------------------------------------------------
-def crop(x: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
-    """Per-item time crop: x (B, W, ...) -> (B, length, ...) from frame start[b] (B,) long."""
-    idx = start[:, None] + torch.arange(length, device=x.device)[None]  # (B, L)
-    return torch.gather(x, 1, idx.reshape(idx.shape + (1,) * (x.dim() - 2)).expand(
-        -1, -1, *x.shape[2:]))
-
-
 def shift_starts(W: int, length: int, min_shift: int, generator: torch.Generator,
                  batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Start frames (pose, audio) (B,), (B,) with |audio - pose| >= min_shift, both windows in [0, W).
@@ -101,13 +93,6 @@ def shift_starts(W: int, length: int, min_shift: int, generator: torch.Generator
     # resample the failures deterministically: push b to the far side that has room
     b = torch.where(far, b, torch.where(a + min_shift <= room, a + min_shift, a - min_shift))
     return a, b
-
-
-def noise_to(x0: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
-             generator: torch.Generator) -> torch.Tensor:
-    """x_t = q_sample(x0, t, eps) with eps from ``generator``. x0 (B, ...), t (B,) long."""
-    eps = torch.randn(x0.shape, generator=generator).to(x0)
-    return D.q_sample(x0, t, eps, alphas_cumprod)
 
 
 def random_region_mask(x: torch.Tensor, region: str, p: float,

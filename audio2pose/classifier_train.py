@@ -17,13 +17,14 @@ import torch.nn.functional as F
 
 from csg.config import to_dict
 from csg.diffusion import schedule as D
+from csg.diffusion.schedule import noise_to
 from csg.errors import ConfigError
 from csg.training import kind_accuracy
 
 from .classifier import SyncClassifier
 from .classifier_data import (NEG_KINDS, Bank, ClassifierModelConfig,  # noqa: F401 - API
                               ClassifierTrainConfig, build_bank, build_pool, crop,
-                              load_or_build_pool, make_pairs, noise_to, pose_state,
+                              load_or_build_pool, make_pairs, pose_state,
                               random_region_mask, shift_starts)
 
 log = logging.getLogger(__name__)

@@ -139,3 +139,13 @@ def kind_accuracy(ok: Sequence[bool], kind: Sequence[int], neg_kinds: Sequence[s
     row = {"acc": 0.5 * (pos + mean(lambda k: 0 <= k < n)), "pos": pos}
     row.update({name: mean(lambda k, i=i: k == i) for i, name in enumerate(neg_kinds)})
     return row
+
+
+def crop(x: "torch.Tensor", start: "torch.Tensor", length: int) -> "torch.Tensor":
+    """Per-item time crop: x (B, W, ...) -> (B, length, ...) from frame start[b] (B,) long (the
+    sync classifiers' windows, both stages)."""
+    import torch
+
+    idx = start[:, None] + torch.arange(length, device=x.device)[None]  # (B, L)
+    return torch.gather(x, 1, idx.reshape(idx.shape + (1,) * (x.dim() - 2)).expand(
+        -1, -1, *x.shape[2:]))

@@ -150,6 +150,14 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor,
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
+def noise_to(x0: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
+             generator: torch.Generator) -> torch.Tensor:
+    """x_t = q_sample(x0, t, eps) with eps ~ N(0, I) drawn from ``generator`` (on the CPU, so the
+    same seed gives the same noise on any device). x0 (B, ...), t (B,) long."""
+    eps = torch.randn(x0.shape, generator=generator).to(x0)
+    return q_sample(x0, t, eps, alphas_cumprod)
+
+
 def v_target(x0: torch.Tensor, noise: torch.Tensor, t, alphas_cumprod) -> torch.Tensor:
     """v = sqrt(a_t) eps - sqrt(1 - a_t) x0 (Salimans & Ho 2022, Eq. 10)."""
     a = _bcast(alphas_cumprod, t, x0)

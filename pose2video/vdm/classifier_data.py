@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from csg.errors import ConfigError, DataError
-from csg.training import check_classifier_config
+from csg.training import check_classifier_config, crop
 
 from .classifier import REGIONS, latent_masks
 
@@ -127,13 +127,6 @@ def split_files(files, val_every: int) -> tuple[list, list]:
 
 
 # --- pure pieces ----------------------------------------------------------------------------------
-def crop(x: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
-    """Per-item time crop: x (B, W, ...) -> (B, length, ...) from frame start[b]."""
-    idx = start[:, None] + torch.arange(length)[None]
-    return torch.gather(x, 1, idx.reshape(idx.shape + (1,) * (x.dim() - 2)).expand(
-        -1, -1, *x.shape[2:]))
-
-
 def shift_starts(W: int, length: int, min_shift: int, g: torch.Generator, batch: int):
     """(pose starts, audio starts) (B,), (B,) with |a - b| >= min_shift, windows inside [0, W).
 
@@ -146,14 +139,6 @@ def shift_starts(W: int, length: int, min_shift: int, g: torch.Generator, batch:
     lo = (torch.rand(batch, generator=g) * (room - d + 1)).floor().long()
     swap = torch.rand(batch, generator=g) < 0.5
     return torch.where(swap, lo + d, lo), torch.where(swap, lo, lo + d)
-
-
-def noise_to(x0: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
-             g: torch.Generator) -> torch.Tensor:
-    """x_t = q_sample(x0, t, eps), eps from ``g``. x0 (B, ...), t (B,) long."""
-    from csg.diffusion import schedule as D
-
-    return D.q_sample(x0, t, torch.randn(x0.shape, generator=g).to(x0), alphas_cumprod)
 
 
 def random_region_zero(z: torch.Tensor, masks: torch.Tensor, p: float,

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 
 from csg.config import to_dict
 from csg.diffusion import schedule as D
+from csg.diffusion.schedule import noise_to
 from csg.errors import ConfigError
 from csg.training import kind_accuracy
 
 from .classifier import VideoSyncClassifier, latent_masks
 from .classifier_data import (NEG_KINDS, LatentBank, VideoClassifierTrainConfig, build_pool,
-                              load_bank, make_pairs, noise_to, random_region_zero, split_files)
+                              load_bank, make_pairs, random_region_zero, split_files)
 
 log = logging.getLogger(__name__)
 
