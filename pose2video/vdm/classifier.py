@@ -37,7 +37,7 @@ from csg import regions as R
 from csg.diffusion.guidance import GuidanceConfig, make_guide, sync_loss_grad
 from csg.errors import WeightsNotFoundError
 
-from .model import Block, grid_positions, sincos
+from .model import Block, grid_positions, patchify, sincos
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,6 @@ class VideoSyncClassifier(ModelMixin, ConfigMixin):
             model.blocks[i].load_state_dict(denoiser.blocks[i].state_dict())
         return model.float()
 
-    def _patchify(self, z: torch.Tensor) -> torch.Tensor:
-        B, T, C, h, w = z.shape
-        p = self.config.patch_size
-        z = z.reshape(B, T, C, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
-        return z.reshape(B, T, (h // p) * (w // p), C * p * p)
-
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, audio: torch.Tensor,
                 region_mask: torch.Tensor) -> torch.Tensor:
         """z_t (B, T, C, h, w) noisy latents, t (B,) int timesteps, audio (B, T, 2m + 1, D_a) tokens,
@@ -137,7 +131,7 @@ class VideoSyncClassifier(ModelMixin, ConfigMixin):
         B, T, _, h, w = z_t.shape
         p, D = cfg.patch_size, cfg.width
         gh, gw = h // p, w // p
-        x = self.patch_embed(self._patchify(z_t))  # (B, T, N, D)
+        x = self.patch_embed(patchify(z_t, self.config.patch_size))  # (B, T, N, D)
         x = x + grid_positions(gh, gw, D, cfg.pos_grid, x.device).to(x.dtype)[None, None]
         x = x + sincos(torch.arange(T, device=x.device), D).to(x.dtype)[None, :, None]
         c = self.time_mlp(sincos(t.reshape(B, 1).expand(B, T).float().to(x.device), D)

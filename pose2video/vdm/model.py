@@ -55,6 +55,13 @@ def sincos(pos: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Te
     return out.reshape(*pos.shape, dim)
 
 
+def patchify(z: torch.Tensor, p: int) -> torch.Tensor:
+    """Latent frames into patch tokens: (B, F, C, h, w) -> (B, F, (h/p)(w/p), C p p)."""
+    B, Fr, C, h, w = z.shape
+    z = z.reshape(B, Fr, C, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+    return z.reshape(B, Fr, (h // p) * (w // p), C * p * p)
+
+
 def grid_positions(gh: int, gw: int, dim: int, pos_grid: float, device) -> torch.Tensor:
     """(gh * gw, dim) 2D sine-cosine embedding of patch centres at *normalised* coordinates:
     row i -> (i + 0.5) / gh * pos_grid (same for columns), half the channels each."""
@@ -210,13 +217,6 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
             nn.init.zeros_(m.bias)
 
     # --- helpers ----------------------------------------------------------------------------------
-    def _patchify(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, F, C, h, w) -> (B, F, (h/p)(w/p), C p p)."""
-        B, Fr, C, h, w = z.shape
-        p = self.config.patch_size
-        z = z.reshape(B, Fr, C, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
-        return z.reshape(B, Fr, (h // p) * (w // p), C * p * p)
-
     def _unpatchify(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         B, Fr, _, _ = x.shape
         p, C = self.config.patch_size, self.config.latent_channels
@@ -241,7 +241,7 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
             raise ValueError(f"latent size {h}x{w} must be a multiple of the patch size {p}")
         if Fr > cfg.max_frames:
             raise ValueError(f"{Fr} frames exceed max_frames={cfg.max_frames}")
-        x = self.patch_embed(self._patchify(torch.cat([context, noisy], 1)))  # (B, F, N, D)
+        x = self.patch_embed(patchify(torch.cat([context, noisy], 1), self.config.patch_size))  # (B, F, N, D)
         gh, gw = h // p, w // p
         D = cfg.width
         pos = grid_positions(gh, gw, D, cfg.pos_grid, x.device).to(x.dtype)
