@@ -303,10 +303,11 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
         np.copyto(out, rig.image)
     if not still:
         warped = _cached(cache, "base", dst, lambda: _warp_base(rig, dst, moved, stride))
-        region, hole, fill = warped[3:] if warped is not None else (rig.hole_box, None, None)
         if warped is not None:
-            (y0, y1, x0, x1), rgb = warped[:2]
+            (y0, y1, x0, x1), rgb, region, hole, fill = warped
             out[y0:y1, x0:x1] = rgb
+        else:
+            region, hole, fill = rig.hole_box, None, None
         layers = [_cached(cache, arm.name, d, lambda a=arm, d=d: _warp_layer(a, d, rig.size_hw))
                   for arm, d in zip(rig.arms, arm_dst)]
         if region is not None:
@@ -352,7 +353,7 @@ def _warp_base(rig: WarpRig, dst: np.ndarray, moved: np.ndarray, stride: int) ->
     With a clean plate (``still_background``) the warped person is laid over the plate by its
     warped alpha, so the background near a moving head or torso stays where it is (a logo
     beside the head is not dragged along); the photo itself outside the person zone. Returns
-    (box, rgb (h, w, 3) uint8, unused, region, hole (rh, rw) uint8, fill (rh, rw, 3) uint8)
+    (box, rgb (h, w, 3) uint8, region, hole (rh, rw) uint8, fill (rh, rw, 3) uint8)
     where ``region`` bounds the hole union where it now is, or None when nothing moved.
     """
     import cv2
@@ -391,7 +392,7 @@ def _warp_base(rig: WarpRig, dst: np.ndarray, moved: np.ndarray, stride: int) ->
                 rig.fill4, mx[sub], my[sub], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         hole = cv2.extractChannel(fill4, 3)
         fill = cv2.cvtColor(fill4, cv2.COLOR_RGBA2RGB)
-    return box, rgb, None, region, hole, fill
+    return box, rgb, region, hole, fill
 
 
 def _hole_region(rig: WarpRig, dst: np.ndarray, moved: np.ndarray,
