@@ -128,22 +128,13 @@ def distill_loss(x0: torch.Tensor, target: torch.Tensor, par: torch.Tensor, regi
 # --- teacher pairs -------------------------------------------------------------------------------------
 def teacher_sample(teacher, x_T, context, maps, audio, cfg: VdmDistillConfig, gen):
     """The guided teacher's DDIM sample from ``x_T`` (the renderer's sampler: nested CFG)."""
-    from csg.diffusion.sampling import classifier_free, ddim_sample
+    from csg.diffusion.sampling import ddim_sample
     from csg.diffusion.schedule import NoiseSchedule, timesteps
 
+    from .renderer import guided_denoiser
+
     mc = teacher.config
-
-    def pose_level(x, t, drop_pose):
-        def audio_level(x2, t2, drop_audio):
-            n = x2.shape[0]
-            rep = lambda y: y.expand(n, *y.shape[1:])  # noqa: E731
-            dp = None if drop_pose is None else drop_pose.repeat(n // x.shape[0])
-            tt = torch.full((n,), int(t2), dtype=torch.long)
-            return teacher(rep(context), x2, tt, rep(maps), rep(audio), drop_pose=dp,
-                           drop_audio=drop_audio).sample
-        return classifier_free(audio_level, cfg.teacher_cfg_audio)(x, t)
-
-    fn = classifier_free(pose_level, cfg.teacher_cfg_pose)
+    fn = guided_denoiser(teacher, context, maps, audio, cfg.teacher_cfg_pose, cfg.teacher_cfg_audio)
     schedule = NoiseSchedule.cosine(mc.num_train_timesteps, mc.prediction_type)
     ts = timesteps(mc.num_train_timesteps, cfg.teacher_steps, "trailing")
     return ddim_sample(fn, x_T, ts, schedule, generator=gen, eta=0.0)

@@ -256,9 +256,7 @@ class VdmRenderer:
         return None if plan is None else plan_tensors([plan], self.device)
 
     def _sample(self, context, maps, aud, n: int, has_audio: bool, gen, sparse=None):
-        import torch
-
-        from csg.diffusion.sampling import classifier_free, ddim_sample, randn
+        from csg.diffusion.sampling import ddim_sample, randn
         from csg.diffusion.schedule import NoiseSchedule, timesteps
 
         m = self.model
@@ -266,23 +264,8 @@ class VdmRenderer:
         dev, dt = self.device, self.dtype
         context, maps, aud = context.to(dev, dt), maps.to(dev, dt), aud.to(dev, dt)
         h, w = context.shape[-2:]
-
-        def model_fn(x, t, drop_pose, drop_audio):
-            B = x.shape[0]
-            rep = lambda y: y.expand(B, *y.shape[1:])  # noqa: E731
-            if not has_audio:
-                drop_audio = torch.ones(B, dtype=torch.bool, device=x.device)
-            tt = torch.full((B,), int(t), dtype=torch.long, device=x.device)
-            return m(rep(context), x, tt, rep(maps), rep(aud), drop_pose=drop_pose,
-                     drop_audio=drop_audio, sparse=sparse).sample
-
-        def pose_level(x, t, drop_pose):
-            def audio_level(x2, t2, drop_audio):
-                dp = None if drop_pose is None else drop_pose.repeat(x2.shape[0] // x.shape[0])
-                return model_fn(x2, t2, dp, drop_audio)
-            return classifier_free(audio_level, self.cfg_audio if has_audio else 1.0)(x, t)
-
-        fn = classifier_free(pose_level, self.cfg_pose)
+        fn = guided_denoiser(m, context, maps, aud, self.cfg_pose, self.cfg_audio,
+                             has_audio=has_audio, sparse=sparse)
         schedule = NoiseSchedule.cosine(mc.num_train_timesteps, mc.prediction_type)
         ts = timesteps(mc.num_train_timesteps, self.steps, "trailing")
         x = randn((1, n, mc.latent_channels, h, w), gen, device=dev, dtype=dt)
@@ -305,6 +288,35 @@ class VdmRenderer:
                                for f in frames])
         del torch
         return frames
+
+
+def guided_denoiser(model, context, maps, aud, cfg_pose: float, cfg_audio: float, *,
+                    has_audio: bool = True, sparse=None):
+    """``fn(x, t)`` for :func:`csg.diffusion.sampling.ddim_sample`: the vdm denoiser's prediction
+    for the noisy frames ``x`` (B, n, C, h, w) given one window's context latents, skeleton maps and
+    audio tokens (batch 1, expanded to B), with nested classifier-free guidance: pose outside
+    (``cfg_pose``), audio inside (``cfg_audio``; off and the null audio used when ``has_audio`` is
+    False). The renderer's sampler and the distillation teacher's."""
+    import torch
+
+    from csg.diffusion.sampling import classifier_free
+
+    def model_fn(x, t, drop_pose, drop_audio):
+        B = x.shape[0]
+        rep = lambda y: y.expand(B, *y.shape[1:])  # noqa: E731
+        if not has_audio:
+            drop_audio = torch.ones(B, dtype=torch.bool, device=x.device)
+        tt = torch.full((B,), int(t), dtype=torch.long, device=x.device)
+        return model(rep(context), x, tt, rep(maps), rep(aud), drop_pose=drop_pose,
+                     drop_audio=drop_audio, sparse=sparse).sample
+
+    def pose_level(x, t, drop_pose):
+        def audio_level(x2, t2, drop_audio):
+            dp = None if drop_pose is None else drop_pose.repeat(x2.shape[0] // x.shape[0])
+            return model_fn(x2, t2, dp, drop_audio)
+        return classifier_free(audio_level, cfg_audio if has_audio else 1.0)(x, t)
+
+    return classifier_free(pose_level, cfg_pose)
 
 
 def _torch_generator(generator: Any):
