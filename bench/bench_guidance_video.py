@@ -4,7 +4,7 @@ Usage::
 
     python bench/bench_guidance_video.py [--clips ../shared/data/validation] [--frames 40]
         [--seeds 0,1,2] [--settings none,sg@0.5,dg@0.5,...] [--steps 12] [--max-side 128]
-        [--classifiers DIR] [--lambda-scale 1] [--json out.json]
+        [--classifiers DIR] [--lambda-scale 1] [--weights DIR] [--json out.json]
 
 Protocol (reconstruction + sync on real clips, measure only): for each validation clip the reference
 photo is its frame 0 at the vdm's working size (long side ``--max-side``), the skeleton its own
@@ -25,6 +25,8 @@ Settings: ``none``; ``sg@r`` / ``dg@r`` (r: guided fraction; dg = residual form)
 Eq. 12); suffix ``-noface`` (λ_f = 0, without D_face) or ``-nononface`` (λ_nf = 0, without D_non-face);
 ``@rxk`` sets this row's λ scale to k (e.g. ``sg@0.5x1``: PAHA's λ).
 The real clip's own frames are measured the same way (row "real video").
+``--weights DIR``: a trained vdm model folder (``csg train renderer``'s ``OUT``) instead of the
+embedded checkpoint (e.g. the PAR ablation pair, docs/guidance.md Table 3).
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--max-side", type=int, default=128)
     p.add_argument("--classifiers", default="", help="folder of classifier_face/ + classifier_nonface/")
+    p.add_argument("--weights", default="", help="vdm model folder (default: the embedded checkpoint)")
     p.add_argument("--lambda-scale", type=float, default=1.0, help="x PAHA's (λ_nf, λ_f) = (1, 0.1)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--control-audio", default="",
@@ -199,7 +202,7 @@ def main(argv=None) -> int:
     from pose2video.vdm.config import VdmRenderConfig
     from pose2video.vdm.renderer import VdmRenderer
 
-    renderer = VdmRenderer(VdmRenderConfig(steps=args.steps))
+    renderer = VdmRenderer(VdmRenderConfig(steps=args.steps, weights=args.weights))
     face, nonface = load_classifiers(args.classifiers or None)
     clips = [load_clip(p, args.frames, args.max_side) for p in paths]
     seeds = [int(s) for s in args.seeds.split(",")]
