@@ -130,7 +130,14 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     pipe = CoSpeechPipeline.from_config(cfg)
     pipe.renderer()  # built now: a bad renderer name or option fails here, before any stage
-    stage1 = start_stage1(pipe) if pose_in is None else None
+    from pipeline.parallel import buffer_bytes, can_split, render_parallel, splittable
+
+    # the helper process: stage 1 (unless a skeleton is given), then frame spans for a renderer
+    # whose frames can be drawn anywhere (warp); None when a fork is not safe here (csg batch)
+    frame_bytes = buffer_bytes(cfg.render.max_side) if splittable(pipe.renderer()) else 0
+    helper = (start_stage1(pipe, stage1=pose_in is None, frame_bytes=frame_bytes)
+              if pose_in is None or frame_bytes else None)
+    stage1 = helper if pose_in is None else None
     try:
         lim = cfg.limits
         wav = load_audio(audio, SAMPLE_RATE, max_seconds=lim.max_audio_seconds,
@@ -162,23 +169,34 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
             poses = stage1.result()
             span("audio2pose_wait", t0)
             spans.update(stage1.spans)
-    finally:
-        if stage1 is not None:
-            stage1.close()
-    t0 = time.perf_counter()
-    frames = pipe.render_frames(prepared, poses, audio=wav, sr=SAMPLE_RATE, progress=not quiet)
-    first = next(frames, None)
-    if first is None:
-        from csg.errors import CsgError
+        t0 = time.perf_counter()
+        drawers = 2 if helper is not None and can_split(pipe.renderer(), helper) else 1
+        if drawers == 2:
+            from csg.canvas import rescale_pose
 
-        raise CsgError(f"renderer {cfg.render.renderer!r} produced no frames for "
-                       f"{poses.num_frames} skeletons; nothing was written")
-    h, w = first.shape[1:3]
-    span("first_frame", t0)
-    with VideoWriter(outputs.temp("-o"), poses.fps, (h, w), audio=wav,
-                     audio_sr=SAMPLE_RATE, overwrite=True, preset="veryfast") as writer:
-        n = write_chunks(writer, itertools.chain([first], frames))
-    span("render", t0)
+            h, w = prepared.size_hw
+            frames = render_parallel(pipe.renderer(), prepared.state, rescale_pose(poses, h, w),
+                                     helper, audio=wav, progress=not quiet)
+        else:
+            if helper is not None:
+                helper.close()  # stage 1 done; nothing else for it to do
+            frames = pipe.render_frames(prepared, poses, audio=wav, sr=SAMPLE_RATE,
+                                        progress=not quiet)
+        first = next(frames, None)
+        if first is None:
+            from csg.errors import CsgError
+
+            raise CsgError(f"renderer {cfg.render.renderer!r} produced no frames for "
+                           f"{poses.num_frames} skeletons; nothing was written")
+        h, w = first.shape[1:3]
+        span("first_frame", t0)
+        with VideoWriter(outputs.temp("-o"), poses.fps, (h, w), audio=wav,
+                         audio_sr=SAMPLE_RATE, overwrite=True, preset="veryfast") as writer:
+            n = write_chunks(writer, itertools.chain([first], frames))
+        span("render", t0)
+    finally:
+        if helper is not None:
+            helper.close()
     if n != poses.num_frames:
         from csg.errors import CsgError
 
@@ -201,6 +219,7 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
               "config": to_dict(cfg), "seed": cfg.seed, "frames": poses.num_frames,
               "seconds": seconds, "video_size_hw": [h, w], "timings": timings,
               "timeline": timeline, "realtime_factor": seconds / timings["total"],
+              "render_processes": drawers,
               "versions": package_versions()}
     if startup is not None:
         timings["startup"] = startup

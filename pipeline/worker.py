@@ -16,6 +16,11 @@ exists, torch is not imported yet (forking after OpenMP has started can hang the
 other thread runs. Otherwise (and with ``CSG_STAGE1_PROCESS=0``) :func:`start_stage1` returns a
 :class:`InProcessStage1` that does the same in this process, as before.
 
+Once stage 1 is done the child would sit idle while this process draws the video, so for a
+renderer whose frames are independent once planned (``warp``) it draws frame spans too, into a
+shared buffer mapped before the fork (:mod:`pipeline.parallel`); with a skeleton given
+(``csg run --pose``) the child loads no model and only draws.
+
 Errors raised in the child (a :class:`csg.errors.CsgError` such as a missing checkpoint or a
 reference skeleton without shoulders) are raised again in the parent, with the same type and
 message; a child killed by Ctrl-C makes the parent raise ``KeyboardInterrupt``.
@@ -29,6 +34,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,7 @@ class InProcessStage1:
     use) and generates at once, in the order the stages always ran; ``result`` returns the poses."""
 
     in_process = True
+    can_render = False  # frames are drawn by this process alone
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -129,7 +137,9 @@ class Stage1Worker:
 
     in_process = False
 
-    def __init__(self, pipe, preimport: tuple[str, ...] | None = None):
+    def __init__(self, pipe, preimport: tuple[str, ...] | None = None, *, stage1: bool = True,
+                 frame_bytes: int = 0):
+        import mmap
         import multiprocessing
 
         ctx = multiprocessing.get_context("fork")
@@ -139,13 +149,45 @@ class Stage1Worker:
                 stream.flush()
             except (OSError, ValueError, AttributeError):
                 pass
+        # frames the child draws (render_span) land here: an anonymous shared mapping made before
+        # the fork (no file, no resource tracker); pages are only allocated when written
+        self.frame_bytes = int(frame_bytes)
+        self.frames = mmap.mmap(-1, self.frame_bytes) if self.frame_bytes > 0 else None
         self._proc = ctx.Process(target=_child, args=(child_conn, self._conn, pipe,
-                                                       PREIMPORT if preimport is None else preimport),
+                                                       PREIMPORT if preimport is None else preimport,
+                                                       stage1, self.frames),
                                  name="csg-stage1", daemon=True)
         self._proc.start()
         child_conn.close()
         self._sender: threading.Thread | None = None
         self.spans: dict[str, tuple[float, float]] = {}
+
+    @property
+    def can_render(self) -> bool:
+        """Whether the child can draw frame spans (:meth:`render_setup`, :meth:`render_span`)."""
+        return self.frames is not None and self._proc is not None
+
+    def render_setup(self, state: Any, plan: Any) -> None:
+        """Hand the child the renderer's prepared ``state`` and sequence ``plan`` (see
+        :class:`pose2video.base.Renderer`, ``plan`` / ``render_span``); it renders with the
+        pipeline's configured renderer."""
+        self._conn.send(("render_setup", (state, plan)))
+
+    def render_span(self, index: int, start: int, stop: int, offset: int) -> None:
+        """Ask the child to draw frames ``start:stop`` into :attr:`frames` at byte ``offset``;
+        :meth:`rendered` returns ``index`` when they are there."""
+        self._conn.send(("render", (index, start, stop, offset)))
+
+    def rendered(self, timeout: float | None = None) -> list[int]:
+        """Indices of spans the child finished, waiting up to ``timeout`` seconds (None: until
+        one arrives) for the first; raises the child's error, or if it died."""
+        out: list[int] = []
+        while self._conn.poll(timeout if not out else 0):
+            kind, payload = self._recv()
+            if kind != "rendered":
+                _raise_from_child(payload)
+            out.append(payload)
+        return out
 
     def submit(self, wav, sr: int, ref_pose, *, seed: int, guidance: str | None,
                progress: bool) -> None:
@@ -163,8 +205,16 @@ class Stage1Worker:
             pass  # closed the pipe under a send still waiting (then the run is over anyway)
 
     def result(self):
+        kind, payload = self._recv()
+        if kind == "ok":
+            poses, spans = payload
+            self.spans.update(spans)
+            return poses
+        _raise_from_child(payload)
+
+    def _recv(self):
         try:
-            kind, payload = self._conn.recv()
+            return self._conn.recv()
         except (EOFError, OSError):
             self._proc.join(5)
             code = self._proc.exitcode
@@ -175,11 +225,6 @@ class Stage1Worker:
             raise RuntimeError(f"the stage-1 worker process ended unexpectedly (exit code {code})"
                                "; rerun with CSG_STAGE1_PROCESS=0 to run stage 1 in one "
                                "process") from None
-        if kind == "ok":
-            poses, spans = payload
-            self.spans.update(spans)
-            return poses
-        _raise_from_child(payload)
 
     def close(self) -> None:
         proc = getattr(self, "_proc", None)
@@ -199,21 +244,28 @@ class Stage1Worker:
             proc.kill()
             proc.join()
         self._proc = None
+        self.frames = None  # unmapped when the last view of it is gone
 
 
-def start_stage1(pipe):
-    """A :class:`Stage1Worker` when a fork is safe (:func:`can_fork`), else :class:`InProcessStage1`."""
+def start_stage1(pipe, *, stage1: bool = True, frame_bytes: int = 0):
+    """A :class:`Stage1Worker` when a fork is safe (:func:`can_fork`), else :class:`InProcessStage1`.
+
+    ``stage1=False``: the child loads no model (a skeleton was given) and only draws frames;
+    ``frame_bytes`` > 0 gives it a shared buffer of that size for them (0: no drawing)."""
     if can_fork():
         try:
-            return Stage1Worker(pipe)
+            return Stage1Worker(pipe, stage1=stage1, frame_bytes=frame_bytes)
         except OSError as e:  # e.g. no processes left: do the work here instead
             logger.info("stage-1 worker not started (%s); running stage 1 in this process", e)
     return InProcessStage1(pipe)
 
 
 # --- the child -------------------------------------------------------------------------------------
-def _child(conn, parent_end, pipe, preimport: tuple[str, ...]) -> None:
-    """Load stage 1, wait for one request, answer it. Runs in the forked process."""
+def _child(conn, parent_end, pipe, preimport: tuple[str, ...], stage1: bool = True,
+           frames=None) -> None:
+    """Load stage 1 (unless ``stage1`` is False), then answer requests until the parent closes
+    the pipe: one ``generate`` (stage 1), ``render_setup`` and any number of ``render`` (frame
+    spans drawn into the shared ``frames`` buffer). Runs in the forked process."""
     import signal
 
     parent_end.close()
@@ -224,23 +276,38 @@ def _child(conn, parent_end, pipe, preimport: tuple[str, ...]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # OMP_WAIT_POLICY=PASSIVE comes with the parent's environment (csg run sets it before torch)
     spans: dict[str, tuple[float, float]] = {}
+    render: tuple | None = None
     try:
         t0 = time.perf_counter()
-        pipe.audio2pose  # noqa: B018 - imports torch + diffusers, loads the weights
-        _preimport(preimport)
-        spans["stage1_load"] = (t0, time.perf_counter())
-        t0 = time.perf_counter()
-        try:
-            kind, request = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent finished or failed before stage 1: nothing to do
-        spans["stage1_wait"] = (t0, time.perf_counter())
-        wav, sr, ref_pose, seed, guidance, progress = request
-        t0 = time.perf_counter()
-        poses = pipe.generate_poses(wav, sr, ref_pose, generator=pipe.generators(seed)["audio2pose"],
-                                    guidance=guidance, progress=progress)
-        spans["stage1_generate"] = (t0, time.perf_counter())
-        conn.send(("ok", (poses, spans)))
+        if stage1:
+            pipe.audio2pose  # noqa: B018 - imports torch + diffusers, loads the weights
+            _preimport(preimport)
+            spans["stage1_load"] = (t0, time.perf_counter())
+        while True:
+            t0 = time.perf_counter()
+            try:
+                kind, request = conn.recv()
+            except (EOFError, OSError):
+                return  # the parent finished (or failed): nothing more to do
+            if kind == "generate":
+                spans["stage1_wait"] = (t0, time.perf_counter())
+                wav, sr, ref_pose, seed, guidance, progress = request
+                t0 = time.perf_counter()
+                poses = pipe.generate_poses(wav, sr, ref_pose,
+                                            generator=pipe.generators(seed)["audio2pose"],
+                                            guidance=guidance, progress=progress)
+                spans["stage1_generate"] = (t0, time.perf_counter())
+                conn.send(("ok", (poses, spans)))
+            elif kind == "render_setup":
+                render = (pipe.renderer(), *request)
+            elif kind == "render":
+                index, start, stop, offset = request
+                renderer, state, plan = render
+                h, w = state.size_hw
+                n = stop - start
+                out = np.frombuffer(frames, np.uint8, n * h * w * 3, offset).reshape(n, h, w, 3)
+                renderer.render_span(state, plan, start, stop, out=out)
+                conn.send(("rendered", index))
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
         if isinstance(e, KeyboardInterrupt):
             raise

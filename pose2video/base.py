@@ -67,6 +67,12 @@ class Renderer(Protocol):
         uses_generator (optional, default True): False for a renderer that draws no random
             numbers (``generator`` accepted and ignored); then the pipeline builds no torch
             generator for it, so ``csg run`` need not import torch in its main process.
+
+    Optional, for renderers whose frames are independent once the whole sequence is planned
+    (``warp``): ``plan(state, poses, *, audio, generator)`` does the whole-sequence work and
+    returns a picklable plan; ``render_span(state, plan, start, stop, out=None)`` draws frames
+    ``start:stop`` of it, the same bytes in any order or process. ``csg run`` then draws spans in
+    its helper process too (:mod:`pipeline.parallel`).
     """
 
     name: str

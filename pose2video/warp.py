@@ -529,6 +529,21 @@ class WarpRenderer:
         elif ref_pose is not None:
             raise TypeError("render(state, poses): ref_pose belongs to prepare()")
         chunk = int(chunk or self.config.window)
+        plan = self.plan(state, poses)
+        with ProgressBar(len(poses), progress, "warp") as bar:
+            for a, b in window_bounds(len(poses), chunk):
+                frames = self.render_span(state, plan, a, b)
+                bar.update(b - a)
+                if callback is not None:
+                    callback(b, len(poses))
+                yield frames
+
+    def plan(self, state: WarpState, poses: PoseSequence, *, audio: np.ndarray | None = None,
+             generator: Any = None) -> np.ndarray:
+        """The whole-sequence part of :meth:`render`: validate ``poses``, retarget them
+        (:meth:`driving_poses`) and stabilise the face over time. Returns the driving keypoints
+        (T, 133, 3) float32, from which every frame is drawn on its own (:meth:`render_span`), so
+        frame ranges can be rendered in any order or process (:mod:`pipeline.parallel`)."""
         if len(poses) == 0:
             from csg.errors import InputError
 
@@ -542,26 +557,29 @@ class WarpRenderer:
         drive = self.driving_poses(poses, state.ref_pose)
         cfg = self.config
         check_driving(drive, state.ref_pose, cfg.threshold)
+        kps = drive.keypoints
         if cfg.face_stabilize:
             from .face import stabilize_face
 
-            kps = stabilize_face(drive.keypoints, state.rig.ref, state.rig.ref_ok, cfg.threshold,
+            kps = stabilize_face(kps, state.rig.ref, state.rig.ref_ok, cfg.threshold,
                                  cfg.face_smooth, rigid_residual=cfg.face_rigid_residual)
-            drive = drive.replace(keypoints=kps.astype(np.float32))
+        return np.ascontiguousarray(kps, dtype=np.float32)
+
+    def render_span(self, state: WarpState, plan: np.ndarray, start: int, stop: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
+        """Frames ``start:stop`` of the sequence :meth:`plan` returned, as (n, H, W, 3) uint8
+        (into ``out`` when given). The same bytes whatever the order the spans are drawn in."""
+        cfg = self.config
+        h, w = state.size_hw
+        kp = plan[start:stop]
+        tr = part_transforms_batch(state.rig.ref, state.rig.ref_ok, kp[..., :2].astype(np.float64),
+                                   kp[..., 2] >= cfg.threshold)
+        frames = np.empty((stop - start, h, w, 3), np.uint8) if out is None else out
         cache: dict = {}  # layers that did not move since the last frame are not warped again
-        with ProgressBar(len(poses), progress, "warp") as bar:
-            for a, b in window_bounds(len(poses), chunk):
-                kp = drive.keypoints[a:b]
-                tr = part_transforms_batch(state.rig.ref, state.rig.ref_ok,
-                                           kp[..., :2].astype(np.float64), kp[..., 2] >= cfg.threshold)
-                frames = np.empty((b - a, h, w, 3), np.uint8)
-                for t in range(b - a):
-                    warp_frame(state.rig, kp[t], cfg.threshold, cfg.mouth_ramp, cfg.map_stride,
-                               cache, tr[t], frames[t])
-                bar.update(b - a)
-                if callback is not None:
-                    callback(b, len(poses))
-                yield frames
+        for t in range(stop - start):
+            warp_frame(state.rig, kp[t], cfg.threshold, cfg.mouth_ramp, cfg.map_stride,
+                       cache, tr[t], frames[t])
+        return frames
 
 
 def _explain_photo(rig: WarpRig, person: np.ndarray | None) -> None:

@@ -231,9 +231,22 @@ def test_csg_run_with_the_worker_writes_the_same_bytes_as_in_one_process(tmp_pat
                        check=True, env=env, cwd=ROOT, timeout=300)
         record = json.loads(out.with_name("talk.run.json").read_text())
         assert record["timings"]["stage1_in_process"] == float(mode == "0")
+        assert record["render_processes"] == (2 if mode == "1" else 1)  # warp frames drawn in both
         assert record["timeline"]["total"][1] > record["timeline"]["first_frame"][1] > 0
         outs[mode] = (out.read_bytes(), out.with_name("talk.pose.json").read_bytes())
     assert outs["1"] == outs["0"]
+    # re-rendering the written skeleton: the helper loads no model and only draws
+    for mode in ("1", "0"):
+        out = tmp_path / mode / "again.mp4"
+        env = dict(os.environ, CSG_STAGE1_PROCESS=mode)
+        subprocess.run([sys.executable, "-m", "csg", "run", "--ref", str(photo), "--audio",
+                        str(tmp_path / "speech.wav"), "-o", str(out), "--pose",
+                        str(tmp_path / "1" / "talk.pose.json"), "--set", "render.max_side=96",
+                        "--quiet"], check=True, env=env, cwd=ROOT, timeout=300)
+        record = json.loads(out.with_name("again.run.json").read_text())
+        assert record["render_processes"] == (2 if mode == "1" else 1)
+        assert "stage1_load" not in record["timings"]
+        assert out.read_bytes() == outs["1"][0]
 
 
 def test_batch_runs_reuse_the_loaded_stage1_model_until_its_files_change(tmp_path):
