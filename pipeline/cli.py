@@ -94,6 +94,9 @@ def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkp
         click.echo(f"wrote {paths['video']} ({record['frames']} frames, {record['seconds']:.2f} s) "
                    f"in {t['total']:.1f} s (real-time factor {record['realtime_factor']:.2f}); "
                    f"skeleton {paths['pose']}; record {paths['run']}")
+    from csg.cli import exit_without_teardown
+
+    exit_without_teardown()  # outputs are committed: skip the interpreter's teardown
 
 
 def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path=None,

@@ -127,6 +127,9 @@ def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str,
     if not quiet:
         click.echo(f"wrote {out_path}: {n} frames at {poses.fps:g} fps, "
                    f"{work.shape[1]}x{work.shape[0]} ({name})")
+    from csg.cli import exit_without_teardown
+
+    exit_without_teardown()  # outputs are committed: skip the interpreter's teardown
 
 
 def _working_inputs(image, poses, ref_pose, max_side: int):

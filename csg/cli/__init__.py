@@ -226,5 +226,30 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+_EXIT_NOW = False
+
+
+def exit_without_teardown() -> None:
+    """Called by a command once all its outputs are written and committed: the console entry
+    point (:func:`run_main`) then ends the process with ``os._exit`` after flushing, instead of
+    tearing the interpreter down. The teardown of MediaPipe, OpenCV and PyAV (and of torch where
+    it was imported) costs 0.3-1 s, measured, that a user of ``csg run`` waits for after the
+    video is written (docs/benchmarks.md). The CLI called in-process (tests, ``main()``) is not
+    affected."""
+    global _EXIT_NOW
+    _EXIT_NOW = True
+
+
 def run_main() -> None:  # pragma: no cover - thin wrapper for python -m csg
-    sys.exit(main())
+    rc = main()
+    if rc == 0 and _EXIT_NOW:
+        import logging
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        logging.shutdown()
+        os._exit(0)
+    sys.exit(rc)
