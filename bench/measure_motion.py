@@ -101,11 +101,16 @@ def main(argv=None) -> int:
                     help="apply csg.smoothing.one_euro_regions (per-region One-Euro) to the output")
     ap.add_argument("--sampling", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override the checkpoint's sampling options, e.g. mouth_scale=0.5 idle=1")
+    ap.add_argument("--mouth-level", nargs="*", type=float, default=None, metavar="A B FLOOR",
+                    help="measure the proposed mouth-level step (audio2pose.postprocess.level_mouth "
+                         "to mouth_level_target, coefficients A B FLOOR or, with no values, "
+                         "MOUTH_LEVEL) in place of the mouth-scale step")
     ap.add_argument("--mouth-calibration", action="store_true",
                     help="print the mean mouth opening of the permissive real faces and of the "
                          "synthetic corpus (the mouth_scale ratio) and exit")
     ap.add_argument("--faces", nargs="*", default=["data/face_src", "data/face_grid"])
     ap.add_argument("--synth", default="data/synth2")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads [2]")
     args = ap.parse_args(argv)
     if args.mouth_calibration:
         return mouth_calibration([ROOT / f for f in args.faces], ROOT / args.synth)
@@ -121,7 +126,7 @@ def main(argv=None) -> int:
     from eval.motion import compare_motion, load_motion, plot_comparison, resample
     from eval.pose_eval import PoseEvalSettings, clip_sync
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     pipe = Audio2PosePipeline.from_pretrained(args.checkpoint)
     if args.sampling:
@@ -134,6 +139,8 @@ def main(argv=None) -> int:
                                                              parse_overrides(args.sampling)),
                                   "--sampling")
         print(f"sampling: {pipe.sampling}")
+    if args.mouth_level is not None:
+        _use_mouth_level(pipe, args.mouth_level)
     items = clips(args.validation)
     wavs = {n: read_audio_track(v)[0] for n, v, _ in items}
     names = [n for n, _, _ in items]
@@ -185,6 +192,28 @@ def main(argv=None) -> int:
                                                      "seeds": args.seeds, "clips": rows,
                                                      "detail": results}), indent=1))
     return 0
+
+
+def _use_mouth_level(pipe, coef: list[float]) -> None:
+    """Make ``pipe`` run :func:`audio2pose.postprocess.level_mouth` where its mouth-scale step is
+    (the proposed option is not in ``SamplingConfig`` yet): the pipeline looks ``scale_mouth`` up
+    in :mod:`audio2pose.postprocess` at each call, so it is replaced there for this process; frame
+    0 of the sequence it gets is the reference. ``mouth_scale`` is set to 0.5 only so that the
+    step runs (its value is not used)."""
+    from dataclasses import replace
+
+    import audio2pose.postprocess as pp
+
+    level = tuple(coef) if coef else pp.MOUTH_LEVEL
+    if len(level) != 3:
+        raise SystemExit("--mouth-level: give A B FLOOR, or nothing for MOUTH_LEVEL")
+
+    def step(xy, scale):
+        return pp.level_mouth(xy, pp.mouth_level_target(xy[0], level))
+
+    pp.scale_mouth = step
+    pipe.sampling = replace(pipe.sampling, mouth_scale=0.5)
+    print(f"mouth level: exp({level[0]}) * max(o_ref, {level[2]}) ** {level[1]} (replaces mouth_scale)")
 
 
 def mouth_calibration(faces: list[Path], synth: Path) -> int:

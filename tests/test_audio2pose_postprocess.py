@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from audio2pose.postprocess import ARM_POINTS, one_euro_arms, scale_mouth
+from audio2pose.postprocess import (ARM_POINTS, MOUTH_LEVEL, level_mouth, mouth_level_target,
+                                    one_euro_arms, scale_mouth)
 from csg import keypoints as K
 from tests.helpers import make_reference_keypoints
 
@@ -37,6 +38,45 @@ def test_scale_mouth_scales_the_opening_about_a_closed_mouth():
     moved = np.abs(half - xy).max(axis=(0, 2)) > 1e-9         # only lower face points move
     assert set(np.flatnonzero(moved)) <= set(range(K.FACE.start, K.FACE.stop))
     assert not moved[K.FACE.start + 62] and moved[K.FACE.start + 66] and moved[K.FACE.start + 8]
+
+
+def _with_gap(xy, gap_px):
+    """xy (133, 2) with the three lower inner-lip points ``gap_px`` below the upper ones."""
+    out = np.array(xy, np.float64, copy=True)
+    up = K.INNER_LIPS.start + np.array([1, 2, 3])
+    lo = K.INNER_LIPS.start + np.array([7, 6, 5])
+    out[lo] = out[up] + np.array([0.0, gap_px])
+    return out
+
+
+def test_mouth_level_target_known_answers():
+    ref = _ref_xy()
+    fh = float(K.face_height(ref))
+    a, b, floor = MOUTH_LEVEL
+    # an open photo: exp(a) * o ** b, o = 0.06 of the face height
+    np.testing.assert_allclose(mouth_level_target(_with_gap(ref, 0.06 * fh)),
+                               np.exp(a) * 0.06 ** b, rtol=1e-9)
+    # a closed photo reads the floor: exp(-1.919) * 0.005 ** 0.4 = 0.0174 with the fitted level
+    closed = mouth_level_target(_with_gap(ref, 0.0))
+    np.testing.assert_allclose(closed, np.exp(a) * floor ** b, rtol=1e-9)
+    np.testing.assert_allclose(mouth_level_target(_with_gap(ref, 0.0), (np.log(0.04), 0.0, 0.005)),
+                               0.04, rtol=1e-12)                  # b = 0: a constant level
+    np.testing.assert_allclose(mouth_level_target(_with_gap(ref, 0.05 * fh), (0.0, 1.0, 0.005)),
+                               0.05, rtol=1e-9)                   # b = 1, a = 0: the photo's own
+    assert mouth_level_target(_with_gap(ref, 0.1 * fh)) > mouth_level_target(_with_gap(ref, 0.02 * fh))
+
+
+def test_level_mouth_hits_the_target_mean_and_keeps_the_time_course():
+    ref, xy = _talking(shift=(0.4, 0.2))
+    for target in (0.02, 0.05, 0.12):
+        out = level_mouth(xy, target)
+        mo = K.mouth_opening(out[1:])
+        np.testing.assert_allclose(mo.mean(), target, rtol=1e-6)
+        assert np.array_equal(out[0], xy[0])
+        assert np.corrcoef(mo, K.mouth_opening(xy[1:]))[0, 1] > 0.999  # same time course
+    closed = np.repeat(_with_gap(ref, 0.0)[None], 5, 0)
+    assert np.array_equal(level_mouth(closed, 0.05), closed)             # nothing to scale
+    assert np.array_equal(level_mouth(xy[:1], 0.05), xy[:1])
 
 
 def test_one_euro_arms_filters_only_arms_and_hands():
