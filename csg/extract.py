@@ -157,6 +157,52 @@ def _landmarks(lm: Any, size_hw: tuple[int, int],
     return np.asarray(rows, np.float64)
 
 
+_DRAWING = ("mediapipe.python.solutions.drawing_styles", "mediapipe.python.solutions.drawing_utils")
+
+
+class _OnFirstUse(type(sys)):
+    """Stands in for a module until one of its attributes is used; then the real module is
+    imported, replaces it in ``sys.modules`` and on its package, and answers."""
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        parent, _, child = name.rpartition(".")
+        setattr(sys.modules[parent], child, real)
+        return getattr(real, attr)
+
+
+def import_mediapipe():
+    """``import mediapipe``, without importing its drawing helpers until they are used.
+
+    MediaPipe 0.10.14's ``solutions`` package imports ``drawing_styles`` and ``drawing_utils``,
+    and with them ``matplotlib.pyplot``: about half of MediaPipe's import time (0.5 s of CPU at
+    every ``csg run``; ``python -X importtime``, docs/benchmarks.md). csg never draws with them,
+    so they enter as :class:`_OnFirstUse` stand-ins: ``mp.solutions.drawing_utils.X`` still works
+    (the real module is imported then). Only done when MediaPipe is not imported yet."""
+    if "mediapipe" not in sys.modules:
+        stand_ins = {name: _OnFirstUse(name) for name in _DRAWING if name not in sys.modules}
+        sys.modules.update(stand_ins)
+        try:
+            import mediapipe
+        except BaseException:
+            for name, mod in stand_ins.items():
+                if sys.modules.get(name) is mod:
+                    del sys.modules[name]
+            raise
+        solutions = sys.modules["mediapipe.python.solutions"]
+        for name, mod in stand_ins.items():
+            if sys.modules.get(name) is mod:
+                setattr(solutions, name.rpartition(".")[2], mod)
+    import mediapipe
+
+    return mediapipe
+
+
 @contextlib.contextmanager
 def quiet_mediapipe():
     """Silence fd 2 while MediaPipe's C++ graph starts and runs (its glog/TFLite chatter would
@@ -231,8 +277,7 @@ class PoseExtractor:
         self._model: Any = None
         if backend == "mediapipe":
             with quiet_mediapipe():
-                import mediapipe as mp
-
+                mp = import_mediapipe()
                 self._model = mp.solutions.holistic.Holistic(
                     static_image_mode=not video, model_complexity=1, smooth_landmarks=video,
                     refine_face_landmarks=False, enable_segmentation=False)

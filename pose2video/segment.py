@@ -15,12 +15,13 @@ def person_mask(image: np.ndarray) -> np.ndarray | None:
     mediapipe wheel, so this works offline. Returns None (and logs why) when MediaPipe is not
     usable or finds nobody; callers then fall back to skeleton-only masks.
     """
+    from csg.extract import import_mediapipe, quiet_mediapipe
+
     try:
-        import mediapipe as mp
+        mp = import_mediapipe()
     except ImportError as e:  # pragma: no cover - mediapipe is a dependency
         log.warning("person segmentation unavailable (%s); using skeleton-only masks", e)
         return None
-    from csg.extract import quiet_mediapipe
 
     img = np.ascontiguousarray(image)
     with quiet_mediapipe(), mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,

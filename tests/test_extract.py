@@ -177,3 +177,24 @@ def test_cli_extract(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no person found" in err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_mediapipe_is_imported_without_matplotlib_and_its_drawing_helpers_still_work():
+    """csg.extract.import_mediapipe: MediaPipe's drawing helpers (and matplotlib) are imported
+    only when used; a fresh process, because the test process may have imported them already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from csg.extract import import_mediapipe\n"
+        "mp = import_mediapipe()\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
+        "assert mp.solutions.holistic.Holistic\n"
+        "from mediapipe.python.solutions import drawing_styles\n"
+        "assert drawing_styles.get_default_pose_landmarks_style()\n"
+        "assert mp.solutions.drawing_utils.DrawingSpec().thickness == 2\n"
+        "assert 'matplotlib.pyplot' in sys.modules\n"
+        "assert type(mp.solutions.drawing_utils).__name__ == 'module'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
