@@ -17,7 +17,7 @@ docs/audio2pose.md ("Real speakers").
   ``exp(a) * max(o_ref, floor) ** b`` (:data:`MOUTH_LEVEL`, fitted on the 21 permissive real
   talking faces by ``bench/mouth_calibration.py``). It removes the network's level, which depends
   on the reference's body and face (the same face under a real and under a synthetic body opens
-  2-4x differently), and keeps its time course (lip sync). docs/audio2pose.md, "Mouth level".
+  1.6-2.7x differently), and keeps its time course (lip sync). docs/audio2pose.md, "Mouth level".
 * :func:`one_euro_arms` (``sampling.one_euro_arms``): the One-Euro filter (Casiez et al. 2012,
   :func:`csg.smoothing.one_euro`) on elbows, wrists and hands only, with the body and hands
   cut-offs of :data:`csg.smoothing.REGION_CUTOFFS`; the head, face and torso pass unfiltered (the
