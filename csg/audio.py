@@ -111,7 +111,11 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
     try:
         info = sf.info(str(p))
     except Exception as e:  # noqa: BLE001 - libsndfile raises several types for non-audio
-        raise AudioError(f"{p}: not a readable audio file ({_short(e)}); use wav, flac or ogg")
+        wav = _load_media_audio(p, sr, max_seconds, limit_name)  # mp4, m4a, mov, mkv, webm ...
+        if wav is None:
+            raise AudioError(f"{p}: not a readable audio file ({_short(e)}); use wav, flac, ogg "
+                             "or a video / m4a file with an audio track") from None
+        return wav
     if info.frames == 0 or info.samplerate <= 0:
         raise AudioError(f"{p}: audio is empty (0 samples)")
     seconds = info.frames / info.samplerate
@@ -131,6 +135,41 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
     wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     wav = resample(wav, file_sr, sr)
     logger.debug("loaded %s: %.2f s, %d Hz -> %d Hz", p, seconds, file_sr, sr)
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def _load_media_audio(p, sr: int, max_seconds: float | None, limit_name: str) -> np.ndarray | None:
+    """The first audio track of a file libsndfile does not read (a video, m4a, ...) through PyAV
+    (FFmpeg), as :func:`load_audio` returns it; None when PyAV cannot open it or it has no
+    audio track. The length limit is checked on the container's duration before decoding."""
+    try:
+        import av
+
+        with av.open(str(p)) as c:
+            if not c.streams.audio:
+                return None
+            seconds = c.duration / 1e6 if c.duration else None
+    except Exception:  # noqa: BLE001 - not a media file either
+        return None
+    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ConfigError(f"{limit_name} must be a positive finite number of seconds, got "
+                          f"{max_seconds!r}")
+    if max_seconds is not None and seconds is not None and seconds > max_seconds:
+        raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of "
+                         f"{max_seconds:g} s; trim it or raise {limit_name}")
+    from .video import read_audio_track
+
+    try:
+        wav, _ = read_audio_track(p, sr)
+    except Exception as e:  # noqa: BLE001 - a truncated or odd stream
+        raise AudioError(f"{p}: its audio track is unreadable ({_short(e)})") from None
+    if wav.shape[0] == 0:
+        raise AudioError(f"{p}: audio is empty (0 samples)")
+    if max_seconds is not None and wav.shape[0] > max_seconds * sr:
+        raise AudioError(f"{p}: audio is {wav.shape[0] / sr:.1f} s long, over the limit of "
+                         f"{max_seconds:g} s; trim it or raise {limit_name}")
+    check_finite(wav, sr, str(p))
+    logger.debug("loaded the audio track of %s: %.2f s at %d Hz", p, wav.shape[0] / sr, sr)
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 

@@ -37,7 +37,7 @@ def package_versions() -> dict[str, str]:
 @click.option("--ref", "ref", required=True, type=click.Path(path_type=Path),
               help="Photo of the person (jpg/png).")
 @click.option("--audio", "audio", required=True, type=click.Path(path_type=Path),
-              help="Speech recording (wav/flac/ogg).")
+              help="Speech recording (wav/flac/ogg, or a video / m4a with an audio track).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Output mp4 [default: <ref>_<audio>.mp4].")
 @click.option("--pose-out", type=click.Path(path_type=Path), default=None,

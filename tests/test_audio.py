@@ -126,3 +126,23 @@ def test_save_audio_round_trip_atomic(tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["out.wav"]
     with pytest.raises(AudioError, match=".mp4"):
         save_audio(tmp_path / "a.mp4", x, 16000)
+
+
+def test_load_the_audio_track_of_a_video(tmp_path):
+    """A video (what users often have: the speech of a recording) is read through PyAV; a video
+    without audio is still the one-line 'not a readable audio file' error; the limit holds."""
+    from csg.video import write_video
+
+    t = np.arange(int(1.5 * 16000)) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    frames = np.zeros((30, 32, 32, 3), np.uint8)
+    write_video(tmp_path / "talk.mp4", frames, 20.0, audio=tone, audio_sr=16000)
+    wav = load_audio(tmp_path / "talk.mp4")
+    assert wav.dtype == np.float32 and abs(len(wav) - len(tone)) < 0.05 * 16000
+    n = min(len(wav), len(tone)) - 2000
+    assert np.corrcoef(wav[1000:n], tone[1000:n])[0, 1] > 0.95  # AAC round trip of the tone
+    with pytest.raises(AudioError, match="over the limit"):
+        load_audio(tmp_path / "talk.mp4", max_seconds=1.0)
+    write_video(tmp_path / "silent.mp4", frames, 20.0)
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load_audio(tmp_path / "silent.mp4")
