@@ -3,13 +3,16 @@
     python bench/mouth_calibration.py [--faces ../shared/data/video/face] [--out runs/mouth_cal]
         [--checkpoint student] [--seeds 0 1 2] [--threads 1] [--json rows.json]
     python bench/mouth_calibration.py --rows rows.json          # the fit only
+    python bench/mouth_calibration.py --speech A.mp4 ... --canon-c C   # canonical level of speech
 
 For every face clip: its real per-frame skeleton (MediaPipe through :class:`csg.extract.PoseExtractor`
 in video mode, the extractor ``csg`` uses; shoulders not required: most clips are tight face crops),
 its frame 0 as the reference photo and its own speech. The crops have no shoulders to anchor
 stage 1, so the reference is the real frame-0 face hung on the synthetic corpus's neutral upper
 body (:func:`body_under_face`). Stage 1 (the checkpoint's sampling with ``mouth_scale`` 1: the
-network's own mouth) runs on that reference and the speech for each seed. Per clip: the real mean
+network's own mouth) runs on that reference and the speech for each seed, and again on
+:func:`canonical_reference` (a photo of the corpus's own kind: the speech's level without the
+photo's influence). Per clip: the real mean
 inner-lip opening / face height (:func:`csg.keypoints.mouth_opening`), the generated one, and the
 input-side quantities a mouth rule could read (the reference's own lip geometry, the speech's
 loudness and spectral statistics). Then :func:`fit_report`: log(real mean opening) regressed on
@@ -64,6 +67,36 @@ def body_under_face(face68: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.nd
     ref = np.concatenate([xy, np.full((K.NUM_KEYPOINTS, 1), 0.95)], 1).astype(np.float32)
     ref[K.LEFT_HIP:K.FEET.stop, 2] = 0.0
     return ref, (H, W)
+
+
+def canonical_reference():
+    """The corpus's own kind of photo: :func:`csg.data.synth_body.neutral_xy` of the mean
+    proportions in the "front" rest posture with the template face (mouth closed), on a 512 x 512
+    canvas, head unit 11 % of the height, neck at 30 %; upper body and face score 0.95, hips and
+    legs 0. A T=1 :class:`csg.pose.PoseSequence`."""
+    from csg.data.synth_body import BodyShape, neutral_xy
+    from csg.pose import PoseSequence
+
+    H = W = 512
+    xy = neutral_xy(BodyShape(H, W, 0.11 * H, (W / 2, 0.3 * H), rest="front"))
+    ref = np.concatenate([xy, np.full((K.NUM_KEYPOINTS, 1), 0.95)], 1).astype(np.float32)
+    ref[K.LEFT_HIP:K.FEET.stop, 2] = 0.0
+    return PoseSequence(ref[None], fps=25.0, width=W, height=H)
+
+
+def mean_opening(pipe, wav: np.ndarray, ref, seeds: list[int]) -> tuple[float, float]:
+    """Mean over seeds of the generated sequence's mean and std opening (frames 1..)."""
+    import torch
+
+    from csg.audio import SAMPLE_RATE
+
+    means, stds = [], []
+    for s in seeds:
+        g = pipe(wav, SAMPLE_RATE, ref, generator=torch.Generator().manual_seed(s), progress=False)
+        mo = K.mouth_opening(g.keypoints[1:, :, :2].astype(np.float64))
+        means.append(mo.mean())
+        stds.append(mo.std())
+    return float(np.mean(means)), float(np.mean(stds))
 
 
 def _with_face(xy: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -152,22 +185,15 @@ def real_mouth(kp: np.ndarray) -> dict:
 
 
 def generate(pipe, d: dict, seeds: list[int]) -> dict:
-    """Stage 1 on the clip's reference and speech; mean opening over frames 1.. per seed."""
-    import torch
-
-    from csg.audio import SAMPLE_RATE
+    """Stage 1 on the clip's reference (:func:`body_under_face`) and speech: mean opening over
+    frames 1.. (``mean``, ``std``), and ``canon``: the mean with :func:`canonical_reference`
+    instead (the speech's own level, free of the photo)."""
     from csg.pose import PoseSequence
 
     ref, hw = body_under_face(d["kp"][0, K.FACE, :2], tuple(d["frame_hw"]))
     ref = PoseSequence(ref[None], fps=25.0, width=int(hw[1]), height=int(hw[0]))
-    means, stds = [], []
-    for s in seeds:
-        g = pipe(d["wav"], SAMPLE_RATE, ref, generator=torch.Generator().manual_seed(s),
-                 progress=False)
-        mo = K.mouth_opening(g.keypoints[1:, :, :2].astype(np.float64))
-        means.append(mo.mean())
-        stds.append(mo.std())
-    return {"mean": float(np.mean(means)), "std": float(np.mean(stds))}
+    m, sd = mean_opening(pipe, d["wav"], ref, seeds)
+    return {"mean": m, "std": sd, "canon": mean_opening(pipe, d["wav"], canonical_reference(), seeds)[0]}
 
 
 def main(argv=None) -> int:
@@ -180,6 +206,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sampling", nargs="*", default=["mouth_scale=1.0"], metavar="KEY=VALUE",
                     help="override the checkpoint's sampling options [mouth_scale=1.0]")
     ap.add_argument("--extract-only", action="store_true")
+    ap.add_argument("--speech", type=Path, nargs="*", default=[],
+                    help="media files: print the canonical level of their speech (times --canon-c)")
+    ap.add_argument("--canon-c", type=float, default=None,
+                    help="c of the canonical rule (printed by the fit); with --speech")
     ap.add_argument("--json", type=Path, default=None, help="write the per-clip rows here")
     ap.add_argument("--rows", type=Path, default=None,
                     help="fit only, from the rows of an earlier --json")
@@ -211,6 +241,14 @@ def main(argv=None) -> int:
         pipe.sampling = from_dict(SamplingConfig, deep_merge(asdict(pipe.sampling),
                                                              parse_overrides(args.sampling)),
                                   "--sampling")
+    if args.speech:
+        from csg.video import read_audio_track
+
+        for f in args.speech:
+            level = mean_opening(pipe, read_audio_track(f)[0], canonical_reference(), args.seeds)[0]
+            extra = f", c x level {args.canon_c * level:.4f}" if args.canon_c else ""
+            print(f"{f.name}: canonical level {level:.4f}{extra}")
+        return 0
     rows = {}
     for name, d in data.items():
         row = {"real": real_mouth(d["kp"]), "speech": speech_stats(d["wav"], SAMPLE_RATE)}
@@ -246,6 +284,8 @@ def fit_report(rows: dict, floor: float = 0.005, scale: float = 0.49) -> str:
             "ref mouth width": np.array([rows[n]["ref"]["width"] for n in names]),
             "ref lip thickness": np.array([rows[n]["ref"]["lips"] for n in names]),
             "log network level": np.log([rows[n]["gen"]["mean"] for n in names])}
+    if all("canon" in rows[n]["gen"] for n in names):
+        cand["log canonical level"] = np.log([rows[n]["gen"]["canon"] for n in names])
     for k in rows[names[0]]["speech"]:
         cand[f"speech {k}"] = np.array([rows[n]["speech"][k] for n in names])
 
@@ -263,6 +303,14 @@ def fit_report(rows: dict, floor: float = 0.005, scale: float = 0.49) -> str:
         out.append(line(k, *_loo(y, [v])))
         if k != "log ref opening":
             out.append(line(f"log ref opening + {k}", *_loo(y, [cand["log ref opening"], v])))
+    if "log canonical level" in cand:
+        L, R = np.exp(cand["log canonical level"]), np.exp(y)
+        c = R.mean() / L.mean()
+        loo = np.array([np.delete(R, i).mean() / np.delete(L, i).mean() * L[i] / R[i]
+                        for i in range(len(R))])
+        out.append(f"| c x canonical level, c = real / canonical = {c:.4f} | "
+                   f"{np.sqrt(np.mean(np.log(loo) ** 2)):.3f} | "
+                   f"{int(((loo <= 1.3) & (loo >= 1 / 1.3)).sum())}/{len(y)} | {c:.4g} |")
     r = scale * np.exp(cand["log network level"]) / np.exp(y)
     out.append(f"shipped rule ({scale} x network level): within 1.3x "
                f"{int(((r <= 1.3) & (r >= 1 / 1.3)).sum())}/{len(y)}, median ratio {np.median(r):.2f}")
