@@ -65,14 +65,17 @@ def test_fit_report_finds_an_exact_law_and_counts_the_shipped_rule():
     rows = {}
     for i in range(12):
         o = float(g.uniform(0.01, 0.15))
-        rows[f"c{i}"] = {"real": {"mean": float(np.exp(-2.0) * o ** 0.5)},
+        real = float(np.exp(-2.0) * o ** 0.5)
+        rows[f"c{i}"] = {"real": {"mean": real},
                          "ref": {"opening": o, "width": float(g.uniform(0.3, 0.4)),
                                  "lips": float(g.uniform(0.1, 0.15))},
-                         "gen": {"mean": float(g.uniform(0.05, 0.2))},
+                         "gen": {"mean": float(g.uniform(0.05, 0.2)), "canon": real / 0.3},
                          "speech": {"db_std": float(g.uniform(6, 10))}}
     rep = mc.fit_report(rows)
     line = next(x for x in rep.splitlines() if x.startswith("| log ref opening |"))
     assert "| 0.000 | 12/12 | -2 +0.5 |" in line                # exact law: no error, 12 of 12
     const = next(x for x in rep.splitlines() if x.startswith("| constant |"))
     assert float(const.split("|")[2]) > 0.1
+    canon = next(x for x in rep.splitlines() if x.startswith("| c x canonical level"))
+    assert "c = real / canonical = 0.3000 | 0.000 | 12/12 |" in canon  # a proportional law
     assert "shipped rule (0.49 x network level)" in rep
