@@ -182,6 +182,7 @@ def main(argv=None) -> int:
 
     rows = summarize(results)
     print(table(rows))
+    print(acceptance_table(rows))
     print(f"generation: {t_gen:.1f} s for {len(items)} clips x {len(args.seeds)} seeds")
     if args.json:
         from eval.report import to_jsonable
@@ -288,6 +289,30 @@ def summarize(results: dict) -> dict:
         row["real lip-sync r"] = res["real_sync"]["lipsync_r"]
         rows[name] = row
     return rows
+
+
+ACCEPTANCE = [  # issue #14 on the mean-over-seeds figures: (label, test, target text)
+    ("jitter ratio", lambda r: r["jitter ratio"] <= 1.3, "<= 1.3"),
+    ("head speed ratio", lambda r: 0.5 <= r["head speed ratio"] <= 2.0, "0.5-2"),
+    ("elbow spread vs photo", lambda r: abs(r["elbow spread vs photo"]) <= 0.2, "+-0.20"),
+    ("start-up jump / real p95 step", lambda r: r["start-up jump / real p95 step"] <= 1.0, "<= 1"),
+    ("lip-sync r", lambda r: r["lip-sync r"] >= 0.6 and max(r["lip-sync r other"],
+                                                            r["lip-sync r shift"]) <= 0.35,
+     ">= 0.6, controls <= 0.35"),
+    ("mouth mean ratio", lambda r: 1 / 1.3 <= r["mouth mean ratio"] <= 1.3, "0.77-1.3, both ways"),
+]
+
+
+def acceptance_table(rows: dict) -> str:
+    """The #14 acceptance points per clip: the figure and met / NOT met (the mouth both ways:
+    ``eval.motion.Acceptance`` checks only the upper bound)."""
+    names = list(rows)
+    out = ["| #14 point (target) | " + " | ".join(n.replace("tango_", "")[:18] for n in names) + " |",
+           "| --- " * (len(names) + 1) + "|"]
+    for label, ok, target in ACCEPTANCE:
+        out.append(f"| {label} ({target}) | " + " | ".join(
+            f"{rows[n][label]:.3f} {'met' if ok(rows[n]) else 'NOT met'}" for n in names) + " |")
+    return "\n".join(out)
 
 
 def table(rows: dict) -> str:
