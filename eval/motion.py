@@ -256,7 +256,9 @@ def compare_motion(gen: np.ndarray, gen_fps: float, real: np.ndarray, real_fps: 
               "head_speed": bool(a.head_speed_ratio[0] <= rat["head_speed"] <= a.head_speed_ratio[1]),
               "elbow_spread": bool(abs(off["elbow_spread_vs_ref"]) <= a.elbow_spread_rel),
               "startup_jump": bool(off["startup_jump_vs_step"] <= 1.0),
-              "mouth_mean": bool(rat["mouth_mean"] <= a.mouth_mean_ratio_max)}
+              # "within 1.3x" both ways: a mouth opening a third as far fails as one 1.3x too wide
+              "mouth_mean": bool(1.0 / a.mouth_mean_ratio_max <= rat["mouth_mean"]
+                                 <= a.mouth_mean_ratio_max)}
     return {"gen": g, "real": r, "ratio": rat, "offset": off, "checks": checks,
             "settings": asdict(cfg), "acceptance": asdict(acceptance)}
 

@@ -132,3 +132,18 @@ def test_load_motion_refuses_bad_files(tmp_path):
     np.savez(tmp_path / "y.npz", coco_wholebody133_2d=np.zeros((5, 17, 3)), fps=np.float32(25))
     with pytest.raises(InputError, match="133"):
         load_motion(tmp_path / "y.npz")
+
+
+
+@pytest.mark.parametrize("scale, ok", [(1.0, True), (0.33, False), (2.0, False)])
+def test_mouth_mean_check_holds_within_1_3x_both_ways(scale, ok):
+    """'Within 1.3x' of the real mean mouth opening: 0.33x fails as 2x does."""
+    from audio2pose.postprocess import scale_mouth
+
+    kp = _speaker()
+    gen = kp.copy()
+    gen[..., :2] = scale_mouth(kp[..., :2], scale)
+    rep = compare_motion(gen, 25.0, kp, 25.0)
+    r = rep["ratio"]["mouth_mean"]
+    assert (r < 0.7 if scale < 1 else r > 1.5 if scale > 1 else r == pytest.approx(1.0))
+    assert rep["checks"]["mouth_mean"] is ok
