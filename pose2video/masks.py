@@ -148,7 +148,8 @@ FINGER_BONES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), 
 def hand_zone(ref: np.ndarray, ref_ok: np.ndarray, side: str, size_hw: tuple[int, int], r: float,
               person: np.ndarray | None = None) -> np.ndarray:
     """(H, W) bool: the whole hand on the photo - thick finger bones (past the tips), the palm,
-    and the segmented person inside the keypoint hull grown by ``0.35 r``.
+    and the segmented person inside the keypoint hull grown by ``0.35 r``, within ``0.35 r`` of
+    the bones.
 
     Segmentation and GrabCut often lose fingers against busy or skin-coloured backgrounds; a hand
     pixel left out of the hand layer stays behind as a ghost when the hand moves, so the fingers
@@ -177,9 +178,10 @@ def hand_zone(ref: np.ndarray, ref_ok: np.ndarray, side: str, size_hw: tuple[int
             hull = np.zeros(size_hw, np.uint8)
             cv2.fillConvexPoly(hull, cv2.convexHull(np.round(pts[ok]).astype(np.int32)), 1)
             k = max(int(round(0.35 * r)), 1)
-            hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                              (2 * k + 1, 2 * k + 1)))
-            m |= hull & (person > 0.5).astype(np.uint8)
+            disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+            # the person inside the hull, near the bones only: the clothes between the fingers
+            # of a hand held in front of the body would otherwise travel with the hand
+            m |= cv2.dilate(hull, disk) & (person > 0.5).astype(np.uint8) & cv2.dilate(m, disk)
     else:
         c, rad = hand_region(ref, ref_ok, side)
         cv2.circle(m, tuple(int(v) for v in np.round(c)), max(int(round(rad + 0.25 * r)), 1), 1,
@@ -303,7 +305,7 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
         body = upsample(body_fill)
         # the body side: the photo's own texture where a patch of clothes can be found
         inside = (person > 0.5) & ~cv2.dilate(arms.astype(np.uint8), np.ones((5, 5), np.uint8))\
-            .astype(bool)
+            .astype(bool) & ~head_zone(ref, ref_ok, arms.shape)  # clothes, never face or neck
         body = texture_fill(image, arms & (t > 0.5), inside, body)
         t = t[..., None]
         back = upsample(plate_small) if plate is None else plate.astype(np.float32)
@@ -392,6 +394,29 @@ def behind_body(arms: np.ndarray, person: np.ndarray, ref: np.ndarray, ref_ok: n
     t = np.clip(0.5 + (to_wall - to_body) / 4.0, 0.0, 1.0)
     t[_body_zone(ref, ref_ok, arms.shape, 0.9)] = 1.0
     return t.astype(np.float32)
+
+
+def head_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],
+              grow: float = 0.1) -> np.ndarray:
+    """(H, W) bool: the head and neck - the hull of the reliable face and head keypoints and of
+    the neck (30 % of the way from the chin to between the shoulders), grown by ``grow`` x the face's
+    height. The texture fill must
+    not copy from here (a patch of cheek pasted where a hand was reads as a second hand)."""
+    import cv2
+
+    m = np.zeros(size_hw, np.uint8)
+    head = np.r_[np.arange(K.NOSE, K.RIGHT_EAR + 1), K.indices(K.FACE)]
+    pts = ref[head][ref_ok[head]]
+    if len(pts) < 3:
+        return m.astype(bool)
+    extent = float(np.ptp(pts[:, 1])) or float(np.ptp(pts[:, 0]))
+    sh = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER]
+    if ref_ok[sh].all():  # the neck: 30 % of the way from the chin to between the shoulders
+        chin = pts[np.argmax(pts[:, 1])]
+        pts = np.vstack([pts, chin + 0.3 * (ref[sh].mean(0) - chin)])
+    cv2.fillConvexPoly(m, np.round(cv2.convexHull(pts.astype(np.float32))[:, 0]).astype(np.int32), 1)
+    r = max(int(round(grow * extent)), 1)
+    return cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
 
 
 def _body_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],

@@ -139,11 +139,19 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
         reach = 2.2 * r + feather + 3
         root = SIDES[side][3]
         own_hand = ref_ok[root:root + K.HAND_SIZE].sum() >= 5  # a visible hand: a rigid layer
+        if own_hand:  # fingers are the hand layer's alone, away from the wrist's cross-fade:
+            # a finger edge left in the upper-arm or forearm layer is a fragment on the chest
+            wx, wy = ref[SIDES[side][2]]
+            yy, xx = np.ogrid[:size_hw[0], :size_hw[1]]
+            own = (cv2.dilate(hz.astype(np.uint8), disk) > 0) & \
+                ((xx - wx) ** 2 + (yy - wy) ** 2 > r * r)
+            w_up = np.where(own, 0.0, w_up)
         parts = [(f"{side}_upper", w_up, upper_arm_anchors(ref, side, reach)),
-                 (f"{side}_fore", np.where(hzs >= 1.0, 0.0, w_fore) if own_hand else w_fore,
-                  forearm_anchors(ref, ref_ok, side, reach, with_hand=not own_hand))]
+                 (f"{side}_fore", np.where((hzs >= 1.0) | own, 0.0, w_fore) if own_hand
+                  else w_fore, forearm_anchors(ref, ref_ok, side, reach, with_hand=not own_hand))]
         if own_hand:
-            parts.append((f"{side}_hand", hzs, hand_anchors(ref, ref_ok, side, reach)))
+            parts.append((f"{side}_hand", np.maximum(hzs, own), hand_anchors(ref, ref_ok, side,
+                                                                             reach)))
         for name, w_part, anchors in parts:  # drawn in order: upper arm, forearm, hand
             a = alpha * w_part
             layer = _layer(name, anchors, np.zeros((*size_hw, 5), np.uint8), 1.0,
