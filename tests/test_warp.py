@@ -413,3 +413,35 @@ def test_still_background_keeps_the_background_beside_a_moving_head(real_photo):
     sel = far & near & ~rig.outside
     assert sel.sum() > 50
     np.testing.assert_array_equal(out[sel], img[sel])
+
+
+def test_head_zone_holds_face_and_neck_not_the_body():
+    from pose2video.masks import head_zone
+
+    ref = make_reference_pose(H, W)
+    xy, ok = ref.keypoints[0, :, :2].astype(np.float64), ref.keypoints[0, :, 2] >= 0.3
+    z = head_zone(xy, ok, (H, W))
+    at = lambda j: bool(z[int(round(xy[j, 1])), int(round(xy[j, 0]))])  # noqa: E731
+    assert at(K.NOSE) and all(at(j) for j in K.indices(K.FACE)[::7])
+    assert not any(at(j) for j in (K.LEFT_HIP, K.RIGHT_HIP, K.LEFT_WRIST, K.RIGHT_WRIST))
+    assert not head_zone(xy, np.zeros_like(ok), (H, W)).any()  # no face: nothing excluded
+
+
+def test_fingers_are_in_the_hand_layer_alone(toy_rig):
+    """Away from the wrist, a finger pixel has no weight in the upper-arm or forearm layer (it
+    would travel with them and stay on the chest as a fragment when the hand moves)."""
+    img, ref, rig = toy_rig
+    xy = ref.keypoints[0, :, :2]
+    names = {a.name: a for a in rig.arms}
+    for side in ("r", "l"):
+        if f"{side}_hand" not in names:
+            continue
+        from pose2video.rig import SIDES
+
+        root = SIDES[side][3]
+        tips = [root + i for i in (8, 12, 16)]  # index, middle, ring tips
+        for j in tips:
+            x, y = int(round(xy[j, 0])), int(round(xy[j, 1]))
+            assert names[f"{side}_hand"].image[y, x, 3] > 0
+            assert names[f"{side}_upper"].image[y, x, 3] == 0
+            assert names[f"{side}_fore"].image[y, x, 3] == 0
