@@ -24,12 +24,14 @@ SPAN = 8
 nothing next to drawing (about 0.1 s of warp work at 512 px)."""
 SLOTS = 4
 """Spans of the helper's shared buffer."""
+MAX_SIDE = 2048
+"""Working sizes above this are drawn by one process (the buffer would pass 400 MB)."""
 
 
 def buffer_bytes(max_side: int, span: int = SPAN, slots: int = SLOTS) -> int:
     """Bytes of the shared buffer for frames whose longer side is at most ``max_side`` (0 or
-    less: unknown, no buffer)."""
-    if max_side <= 0:
+    less: unknown; above :data:`MAX_SIDE`: no buffer)."""
+    if max_side <= 0 or max_side > MAX_SIDE:  # unknown, or frames too large to be worth it
         return 0
     side = int(max_side) + 16  # working sizes round to multiples of 8 or 16
     return slots * span * side * side * 3

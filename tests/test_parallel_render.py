@@ -127,7 +127,7 @@ def test_frames_larger_than_the_buffer_are_all_drawn_here():
 
 
 def test_buffer_size_and_who_can_split():
-    assert buffer_bytes(0) == 0
+    assert buffer_bytes(0) == 0 and buffer_bytes(4096) == 0
     assert buffer_bytes(512, span=8, slots=4) >= 4 * 8 * 512 * 512 * 3
 
     class Plain:
