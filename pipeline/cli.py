@@ -169,6 +169,8 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
         span("prepare", t0)
         if stage1 is not None:
             t0 = time.perf_counter()
+            if not stage1.in_process:  # idle until the helper answers: import the encoder now
+                import av  # noqa: F401
             poses = stage1.result()
             span("audio2pose_wait", t0)
             spans.update(stage1.spans)
