@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioError, ConfigError, require_file
+from .errors import AudioError, ConfigError, InputError, require_file
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +157,6 @@ def _load_media_audio(p, sr: int, max_seconds: float | None, limit_name: str) ->
     if max_seconds is not None and seconds is not None and seconds > max_seconds:
         raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of "
                          f"{max_seconds:g} s; trim it or raise {limit_name}")
-    from .video import read_audio_track
-
     try:
         wav, _ = read_audio_track(p, sr)
     except Exception as e:  # noqa: BLE001 - a truncated or odd stream
@@ -224,3 +222,49 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int = SAMPLE_RATE, 
 def _short(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def open_media(path: str | os.PathLike):
+    """``(path, av container)`` of a media file; :class:`InputError` naming it when PyAV cannot
+    open it."""
+    import av
+
+    p = require_file(path, "video file", InputError)
+    try:
+        return p, av.open(str(p))
+    except Exception as e:  # noqa: BLE001 - av raises many types on non-video input
+        raise InputError(f"{p}: not a readable video ({' '.join(str(e).split())[:160]})") from None
+
+
+def read_audio_track(path: str | os.PathLike,
+                     sr: int | None = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """The first audio stream of a media file as ``((N,) float32 mono, sr)``.
+
+    Resampled to ``sr`` (``None`` keeps the stream's rate). Raises :class:`InputError` when the
+    file has no audio.
+    """
+    p, c = open_media(path)
+    with c:
+        if not c.streams.audio:
+            raise InputError(f"{p}: has no audio stream")
+        stream = c.streams.audio[0]
+        native = stream.codec_context.sample_rate
+        chunks = []
+        for frame in c.decode(stream):
+            a = frame.to_ndarray().astype(np.float32)
+            if frame.format.is_planar:
+                a = a.mean(axis=0)
+            else:
+                a = a.reshape(-1, len(frame.layout.channels)).mean(axis=1)
+            if np.issubdtype(frame.to_ndarray().dtype, np.integer):
+                a = a / float(np.iinfo(frame.to_ndarray().dtype).max)
+            chunks.append(a)
+        # AAC decodes in whole 1024-sample frames; the container's duration marks the real end.
+        n_true = (int(round(float(stream.duration * stream.time_base) * native))
+                  if stream.duration is not None and stream.time_base is not None else None)
+    wav = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if n_true is not None and 0 < n_true < wav.shape[0]:
+        wav = wav[:n_true]
+    if sr is None:
+        return wav.astype(np.float32), native
+    return resample(wav, native, sr), int(sr)

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, as_fraction
+from .audio import SAMPLE_RATE, as_fraction, open_media, read_audio_track  # noqa: F401 - API
 from .errors import InputError, OutputError, require_file
 from .outputs import atomic_output, check_output_path  # noqa: F401 - re-exported
 
@@ -171,14 +171,7 @@ def write_video(path: str | os.PathLike, frames, fps: float, *, audio: np.ndarra
 
 
 # --- reading --------------------------------------------------------------------------------------
-def _open(path: str | os.PathLike):
-    import av
-
-    p = require_file(path, "video file", InputError)
-    try:
-        return p, av.open(str(p))
-    except Exception as e:  # noqa: BLE001 - av raises many types on non-video input
-        raise InputError(f"{p}: not a readable video ({' '.join(str(e).split())[:160]})") from None
+_open = open_media  # (path, container), one InputError line when unreadable
 
 
 def probe_video(path: str | os.PathLike) -> dict:
@@ -230,37 +223,3 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> Ite
             yield frame.to_ndarray(format="rgb24")
 
 
-def read_audio_track(path: str | os.PathLike,
-                     sr: int | None = SAMPLE_RATE) -> tuple[np.ndarray, int]:
-    """The first audio stream of a media file as ``((N,) float32 mono, sr)``.
-
-    Resampled to ``sr`` (``None`` keeps the stream's rate). Raises :class:`InputError` when the
-    file has no audio.
-    """
-    from .audio import resample
-
-    p, c = _open(path)
-    with c:
-        if not c.streams.audio:
-            raise InputError(f"{p}: has no audio stream")
-        stream = c.streams.audio[0]
-        native = stream.codec_context.sample_rate
-        chunks = []
-        for frame in c.decode(stream):
-            a = frame.to_ndarray().astype(np.float32)
-            if frame.format.is_planar:
-                a = a.mean(axis=0)
-            else:
-                a = a.reshape(-1, len(frame.layout.channels)).mean(axis=1)
-            if np.issubdtype(frame.to_ndarray().dtype, np.integer):
-                a = a / float(np.iinfo(frame.to_ndarray().dtype).max)
-            chunks.append(a)
-        # AAC decodes in whole 1024-sample frames; the container's duration marks the real end.
-        n_true = (int(round(float(stream.duration * stream.time_base) * native))
-                  if stream.duration is not None and stream.time_base is not None else None)
-    wav = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if n_true is not None and 0 < n_true < wav.shape[0]:
-        wav = wav[:n_true]
-    if sr is None:
-        return wav.astype(np.float32), native
-    return resample(wav, native, sr), int(sr)
