@@ -119,12 +119,7 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
     if info.frames == 0 or info.samplerate <= 0:
         raise AudioError(f"{p}: audio is empty (0 samples)")
     seconds = info.frames / info.samplerate
-    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
-        raise ConfigError(f"{limit_name} must be a positive finite number of seconds, got "
-                         f"{max_seconds!r}")
-    if max_seconds is not None and seconds > max_seconds:
-        raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of "
-                         f"{max_seconds:g} s; trim it or raise {limit_name}")
+    _check_length(p, seconds, max_seconds, limit_name)
     try:
         data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001
@@ -136,6 +131,19 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
     wav = resample(wav, file_sr, sr)
     logger.debug("loaded %s: %.2f s, %d Hz -> %d Hz", p, seconds, file_sr, sr)
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def _check_length(p, seconds: float | None, max_seconds: float | None, limit_name: str) -> None:
+    """``max_seconds`` must be a positive finite number (a :class:`ConfigError` naming
+    ``limit_name`` otherwise), and audio of ``seconds`` (None: unknown) must not exceed it."""
+    if max_seconds is None:
+        return
+    if not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ConfigError(f"{limit_name} must be a positive finite number of seconds, got "
+                          f"{max_seconds!r}")
+    if seconds is not None and seconds > max_seconds:
+        raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of "
+                         f"{max_seconds:g} s; trim it or raise {limit_name}")
 
 
 def _load_media_audio(p, sr: int, max_seconds: float | None, limit_name: str) -> np.ndarray | None:
@@ -151,21 +159,14 @@ def _load_media_audio(p, sr: int, max_seconds: float | None, limit_name: str) ->
             seconds = c.duration / 1e6 if c.duration else None
     except Exception:  # noqa: BLE001 - not a media file either
         return None
-    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
-        raise ConfigError(f"{limit_name} must be a positive finite number of seconds, got "
-                          f"{max_seconds!r}")
-    if max_seconds is not None and seconds is not None and seconds > max_seconds:
-        raise AudioError(f"{p}: audio is {seconds:.1f} s long, over the limit of "
-                         f"{max_seconds:g} s; trim it or raise {limit_name}")
+    _check_length(p, seconds, max_seconds, limit_name)
     try:
         wav, _ = read_audio_track(p, sr)
     except Exception as e:  # noqa: BLE001 - a truncated or odd stream
         raise AudioError(f"{p}: its audio track is unreadable ({_short(e)})") from None
     if wav.shape[0] == 0:
         raise AudioError(f"{p}: audio is empty (0 samples)")
-    if max_seconds is not None and wav.shape[0] > max_seconds * sr:
-        raise AudioError(f"{p}: audio is {wav.shape[0] / sr:.1f} s long, over the limit of "
-                         f"{max_seconds:g} s; trim it or raise {limit_name}")
+    _check_length(p, wav.shape[0] / sr, max_seconds, limit_name)  # the container may not say
     check_finite(wav, sr, str(p))
     logger.debug("loaded the audio track of %s: %.2f s at %d Hz", p, wav.shape[0] / sr, sr)
     return np.ascontiguousarray(wav, dtype=np.float32)
