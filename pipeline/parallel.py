@@ -58,19 +58,15 @@ def render_parallel(renderer: Any, state: Any, poses: Any, worker: Any, *,
     it, as :func:`pipeline.cli.write_chunks` does). Errors of the helper are raised here."""
     from pose2video.base import ProgressBar, window_bounds
 
-    plan = renderer.plan(state, poses, audio=audio)
     h, w = state.size_hw
-    bounds = window_bounds(len(poses), span)
     slot_bytes = span * h * w * 3
     slots = min(int(slots), worker.frame_bytes // slot_bytes)
-    if slots < 1:  # frames larger than the buffer: draw them all here
-        with ProgressBar(len(poses), progress, renderer.name) as bar:
-            for a, b in bounds:
-                yield renderer.render_span(state, plan, a, b)
-                bar.update(b - a)
-                if callback is not None:
-                    callback(b, len(poses))
+    if slots < 1:  # frames larger than the buffer: the renderer draws them all here
+        yield from renderer.render(state, poses, audio=audio, progress=progress,
+                                   callback=callback, chunk=span)
         return
+    plan = renderer.plan(state, poses, audio=audio)
+    bounds = window_bounds(len(poses), span)
     worker.render_setup(state, plan)
     free = list(range(slots))[::-1]
     away: dict[int, int] = {}  # span index -> slot, given to the helper
