@@ -18,15 +18,12 @@ import click
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run.")
 def distill_audio2pose(teacher, data, out, student_steps, config_path, overrides, resume):
     """Distil stage 1 into a few-step student without classifier-free guidance."""
-    from csg.config import load_config
+    from csg.config import flag_overrides, load_config
 
     from .distill import DistillConfig, distill
 
-    extra = list(overrides)
-    for key, value in (("teacher", teacher), ("data", data), ("out", out),
-                       ("student_steps", student_steps)):
-        if value is not None:
-            extra.append(f"{key}={value}")
+    extra = flag_overrides(overrides, {"teacher": teacher, "data": data, "out": out,
+                                       "student_steps": student_steps})
     cfg = load_config(DistillConfig, config_path, extra)
     final = distill(cfg, resume=resume, echo=click.echo)
     click.echo(f"student pipeline: {final} (use --checkpoint {final}, or --set "

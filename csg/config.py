@@ -113,6 +113,14 @@ def parse_overrides(items: typing.Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def flag_overrides(overrides: typing.Iterable[str], flags: dict[str, Any]) -> list[str]:
+    """The ``--set KEY=VALUE`` items, then ``key=value`` for each command-line flag that was given
+    (not None) in ``flags`` (config key -> value): later items win, so a flag beats a ``--set``
+    of the same key."""
+    return list(overrides) + [f"{key}={value}" for key, value in flags.items()
+                              if value is not None]
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses; strict on keys."""
     data = data or {}

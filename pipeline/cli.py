@@ -64,6 +64,7 @@ def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkp
         overrides, seed, device, overwrite, quiet):
     """Photo + speech -> video of the person speaking with gestures."""
     from csg import validate as V
+    from csg.config import flag_overrides
     from csg.errors import require_file
     from csg.outputs import OutputSet
     from pipeline.config import load_run_config
@@ -72,11 +73,9 @@ def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkp
         V.seed(seed)
     if device is not None:
         device = V.device(device)
-    sets = list(overrides)
-    for key, value in (("seed", seed), ("device", device), ("render.renderer", renderer),
-                       ("stage1.guidance", guidance), ("stage1.checkpoint", checkpoint)):
-        if value is not None:
-            sets.append(f"{key}={value}")
+    sets = flag_overrides(overrides, {"seed": seed, "device": device, "render.renderer": renderer,
+                                      "stage1.guidance": guidance,
+                                      "stage1.checkpoint": checkpoint})
     cfg = load_run_config(config_path, sets)
     out = out or Path(f"{Path(ref).stem}_{Path(audio).stem}.mp4")
     paths = _outputs(out, pose_out)

@@ -31,3 +31,11 @@ def test_float_overrides_refuse_words(text):
 def test_int_fields_stay_strict():
     with pytest.raises(ConfigError, match="steps: expected int"):
         load_config(Cfg, None, ["steps=1e3"])
+
+
+def test_flag_overrides_puts_given_flags_after_the_sets():
+    from csg.config import flag_overrides, parse_overrides
+
+    items = flag_overrides(["lr=1", "out=a"], {"out": "b", "seed": None, "model.dim": 8})
+    assert items == ["lr=1", "out=a", "out=b", "model.dim=8"]
+    assert parse_overrides(items) == {"lr": 1, "out": "b", "model": {"dim": 8}}  # the flag wins

@@ -21,16 +21,13 @@ import click
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run.")
 def distill_vdm(teacher, caches, out, student_steps, method, config_path, overrides, resume):
     """Distil the vdm renderer into a few-step student (or fine-tune it to sparse attention)."""
-    from csg.config import load_config, parse_overrides
+    from csg.config import flag_overrides, load_config, parse_overrides
 
     from .distill import VdmDistillConfig, distill
 
-    extra = list(overrides)
-    for key, value in (("teacher", teacher), ("out", out), ("student_steps", student_steps),
-                       ("method", method)):
-        if value is not None:
-            extra.append(f"{key}={value}")
-    over = parse_overrides(extra)
+    over = parse_overrides(flag_overrides(overrides, {"teacher": teacher, "out": out,
+                                                      "student_steps": student_steps,
+                                                      "method": method}))
     if caches:
         over["cache"] = list(caches)
     cfg = load_config(VdmDistillConfig, config_path, over)
