@@ -243,8 +243,6 @@ def exit_without_teardown() -> None:
 def run_main() -> None:  # pragma: no cover - thin wrapper for python -m csg
     rc = main()
     if rc == 0 and _EXIT_NOW:
-        import logging
-
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
