@@ -433,6 +433,7 @@ def test_fingers_are_in_the_hand_layer_alone(toy_rig):
     img, ref, rig = toy_rig
     xy = ref.keypoints[0, :, :2]
     names = {a.name: a for a in rig.arms}
+    assert {"r_hand", "l_hand"} & set(names)  # the toy rig has hand layers to check
     for side in ("r", "l"):
         if f"{side}_hand" not in names:
             continue
