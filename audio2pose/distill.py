@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DistillConfig:
     teacher: str | None = None  # teacher pipeline folder (None: the embedded default)
+    # the student's starting weights: a pipeline folder or name with the teacher's architecture
+    # (e.g. a 4-step student when distilling 2 steps); None: the teacher's own weights
+    init: str | None = None
     data: str = "data/synth"  # dataset root (manifest.jsonl + clips/), train split
     out: str = "runs/audio2pose_student"  # run folder
     student_steps: int = 4  # k: DDIM steps of the student (trailing timesteps, eta 0, no CFG)
@@ -198,6 +201,13 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
         torch.save(pairs, pairs_path)
     # eval mode: no dropout, so the rollout being trained is the one sampled at inference
     student = copy.deepcopy(teacher.model).float().eval()
+    if cfg.init is not None:
+        init = Audio2PosePipeline.from_pretrained(resolve_checkpoint(cfg.init)).model
+        shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+        if shapes(init) != shapes(student):
+            raise DataError(f"init {cfg.init}: its model's layers differ from the teacher's "
+                            f"({teacher_dir}); the student keeps the teacher's architecture")
+        student.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     student, opt, sched = acc.prepare(student, opt, sched)
@@ -234,7 +244,8 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
                 cfg.student_steps, "teacher_steps": cfg.teacher_steps or teacher.sampling.steps,
                 "teacher_cfg": teacher.sampling.cfg_scale if cfg.teacher_cfg is None
                 else cfg.teacher_cfg, "pairs": int(n), "optimizer_steps": step,
-                "minutes": round(log.minutes, 2), "data": cfg.data}
+                "minutes": round(log.minutes, 2), "data": cfg.data,
+                "init": cfg.init}
         (final / "distill.json").write_text(json.dumps(note, indent=2) + "\n")
         echo(f"exported {final} after {step} steps, {log.minutes:.1f} min")
     return final

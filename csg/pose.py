@@ -137,7 +137,8 @@ class PoseSequence:
 
     def to_json(self) -> str:
         """Serialise to JSON text: one frame per line, shortest float32 decimals."""
-        head = {k: v for k, v in self.to_dict().items() if k not in ("frames", "meta")}
+        head = {"format": FORMAT, "version": VERSION, "layout": LAYOUT, "fps": self.fps,
+                "width": self.width, "height": self.height}  # to_dict() would list every frame
         lines = [json.dumps(head)[:-1] + ', "frames": [']
         rows = [_format_frame(f) for f in self.keypoints]
         lines.append(",\n".join(rows))

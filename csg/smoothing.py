@@ -63,14 +63,18 @@ def one_euro(x: np.ndarray, rate: float, params: OneEuro = OneEuro(), *,
     out[0] = x[0]
     if x.shape[0] == 1:
         return out
-    a_d = _alpha(params.d_cutoff, rate)
+    a_d = float(_alpha(params.d_cutoff, rate))
+    # the loop below is _alpha(min_cutoff + beta * |dx_hat| / scale) written out: a frame costs a
+    # few small array operations (it runs for every generated frame)
+    two_pi, beta_s = 2 * np.pi, params.beta / scale
     dx_hat = np.zeros(x.shape[1:])
+    speed = np.empty(x.shape[1:-1] + (1,))
     for t in range(1, x.shape[0]):
-        dx = (x[t] - out[t - 1]) * rate
-        dx_hat = dx_hat + a_d * (dx - dx_hat)
-        speed = np.linalg.norm(dx_hat, axis=-1, keepdims=True) / scale
-        a = _alpha(params.min_cutoff + params.beta * speed, rate)
-        out[t] = out[t - 1] + a * (x[t] - out[t - 1])
+        diff = x[t] - out[t - 1]
+        dx_hat += a_d * (diff * rate - dx_hat)
+        np.sqrt(np.einsum("jd,jd->j", dx_hat, dx_hat), out=speed[..., 0])
+        a = 1.0 / (1.0 + (1.0 / (two_pi * (params.min_cutoff + beta_s * speed))) * rate)
+        out[t] = out[t - 1] + a * diff
     return out
 
 

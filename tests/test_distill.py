@@ -100,3 +100,32 @@ def test_distill_tiny_lowers_the_loss_and_exports_a_few_step_student(tiny_corpus
     wav = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     poses = student(wav, 16000, make_reference_pose(96, 128), progress=False)
     assert poses.num_frames == 25 and np.isfinite(poses.keypoints).all()
+
+
+def test_distill_init_starts_the_student_from_another_checkpoint(tiny_corpus, tmp_path):
+    """``init``: the student starts from a given checkpoint (e.g. a 4-step student distilled to
+    2 steps); with no optimiser step the export is that checkpoint's weights. A checkpoint whose
+    layers differ from the teacher's is refused with one line."""
+    from csg.errors import DataError
+
+    def save(model, name):
+        return Audio2PosePipeline(model, FEATS, 25.0, SamplingConfig(window=12, overlap=4, steps=6),
+                                  name=name).save_pretrained(tmp_path / name)
+
+    teacher_dir, init_dir = save(tiny_teacher(0), "teacher"), save(tiny_teacher(1), "init")
+    cfg = DistillConfig(teacher=str(teacher_dir), init=str(init_dir), data=str(tiny_corpus),
+                        out=str(tmp_path / "run"), student_steps=2, pairs=8, pair_batch=8,
+                        batch_size=4, max_steps=0, export_dtype="float32")
+    final = distill(cfg, echo=lambda *_: None)
+    got = Audio2PosePipeline.from_pretrained(final).model.state_dict()
+    init = Audio2PosePipeline.from_pretrained(init_dir).model.state_dict()
+    teacher = Audio2PosePipeline.from_pretrained(teacher_dir).model.state_dict()
+    assert all(torch.equal(got[k], init[k]) for k in init)
+    assert not all(torch.equal(got[k], teacher[k]) for k in teacher)
+    with torch.random.fork_rng(devices=[]):
+        wide = PoseDenoiser(audio_dim=feature_dim(FEATS), dim=48, depth=1, heads=2, ff_mult=2)
+    other = save(wide.eval(), "wide")
+    with pytest.raises(DataError, match="layers differ from the teacher's") as e:
+        distill(DistillConfig(**{**cfg.__dict__, "init": str(other), "out": str(tmp_path / "r2")}),
+                echo=lambda *_: None)
+    assert "\n" not in str(e.value)

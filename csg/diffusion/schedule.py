@@ -19,6 +19,7 @@ three spacings), or an explicit descending list.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -37,15 +38,19 @@ def cosine_alphas_cumprod(num_train_timesteps: int = 1000, max_beta: float = 0.9
 
     ᾱ(t) = cos²((t/T + s) / (1 + s) · π/2), s = 0.008, built through β_t = 1 - ᾱ(t+1)/ᾱ(t) clipped
     at ``max_beta`` exactly as diffusers' ``squaredcos_cap_v2`` (float32 β, float32 cumprod).
+    A new tensor each call (the β list is computed once per argument pair).
     """
+    # float32 betas then cumprod in float32, as diffusers does, for a bit-identical schedule
+    b = torch.tensor(_cosine_betas(int(num_train_timesteps), float(max_beta)), dtype=torch.float32)
+    return torch.cumprod(1.0 - b, dim=0).double()
+
+
+@functools.lru_cache(maxsize=8)
+def _cosine_betas(n: int, max_beta: float) -> tuple[float, ...]:
     def alpha_bar(t: float) -> float:
         return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
-    n = num_train_timesteps
-    betas = [min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)]
-    # float32 betas then cumprod in float32, as diffusers does, for a bit-identical schedule
-    b = torch.tensor(betas, dtype=torch.float32)
-    return torch.cumprod(1.0 - b, dim=0).double()
+    return tuple(min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n))
 
 
 def linear_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 1e-4,
