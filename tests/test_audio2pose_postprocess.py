@@ -156,7 +156,7 @@ def test_embedded_checkpoints_resolve_by_name(tmp_path, monkeypatch):
 
 
 def test_embedded_student_checkpoint_generates_by_name():
-    """The shipped few-step student (audio2pose/weights/student): small, 4 steps without CFG,
+    """The shipped few-step student (audio2pose/weights/student): small, 1 step without CFG,
     the default's output steps, usable by name."""
     import pytest
 
@@ -171,9 +171,9 @@ def test_embedded_student_checkpoint_generates_by_name():
     assert size < 8 * 2 ** 20
     pipe = Audio2PosePipeline.from_pretrained("student")
     default = Audio2PosePipeline.from_pretrained(None)
-    assert pipe.sampling.steps == 4 and pipe.sampling.cfg_scale == 1.0
+    assert pipe.sampling.steps == 1 and pipe.sampling.cfg_scale == 1.0
     assert replace(pipe.sampling, steps=0, cfg_scale=0) == replace(default.sampling, steps=0, cfg_scale=0)
     ref = PoseSequence(make_reference_keypoints()[None], 25.0, 640, 480)
     p = generate_poses(speech(0.6), 16000, ref, checkpoint="student", seed=0)
     assert p.num_frames == 15 and np.array_equal(p.keypoints[0], ref.keypoints[0])
-    assert p.meta["steps"] == 4
+    assert p.meta["steps"] == 1
