@@ -231,3 +231,48 @@ def test_schema_matches_the_contract(tmp_path, rng):
     assert validate(saved) == []
     for name, (fix, _) in BAD_DOCS.items():
         assert validate(fix(json.loads(json.dumps(saved)))), f"schema accepts: {name}"
+
+
+def test_frames_text_is_dragon4_shortest_for_awkward_values():
+    """The vectorised writer gives, value by value, the text of numpy's Dragon4 shortest
+    positional form (the reference below), for values that stress it: powers of ten and two and
+    their float32 neighbours, negative zero, extremes written by the Dragon4 fallback."""
+    from csg.pose import _format_frames
+
+    def reference(kp):
+        f = lambda v: np.format_float_positional(v, unique=True, trim="-")  # noqa: E731
+        return ",\n".join("[" + ", ".join("[" + ", ".join(f(v) for v in pt) + "]" for pt in fr)
+                          + "]" for fr in kp)
+
+    g = np.random.default_rng(7)
+    tens = (10.0 ** g.integers(-14, 17, (2, 133, 3))).astype(np.float32)
+    cases = [
+        g.uniform(-2000, 2000, (2, 133, 3)),
+        10 ** g.uniform(-30, 30, (2, 133, 3)) * g.choice([-1, 1], (2, 133, 3)),
+        tens, np.nextafter(tens, np.float32(0)), np.nextafter(tens, np.float32(np.inf)),
+        2.0 ** g.integers(-60, 60, (2, 133, 3)),
+        np.round(g.uniform(0, 512, (2, 133, 3)), 2),
+        np.zeros((1, 133, 3)),
+    ]
+    special = np.zeros((1, 133, 3))
+    special[0, :6] = [[-0.0, 1e-7, 1 / 3], [2 ** -126, 1e-45, 3.4e38], [123456789, 0.1, 100],
+                      [1e-13, 9.999999e-14, 1e15], [-1e-20, 1e16, 1e20], [0.5, 12, -7.25]]
+    cases.append(special)
+    for kp in cases:
+        kp = np.asarray(kp, np.float32)
+        text = _format_frames(kp)
+        assert text == reference(kp)
+        back = np.asarray(json.loads("[" + text + "]"), np.float64).astype(np.float32)
+        assert np.array_equal(back, kp)
+
+
+@pytest.mark.parametrize("value", ["true", '"1.5"', "null", "[1]"])
+def test_loader_fast_path_still_refuses_non_numbers(tmp_path, value):
+    """A (T, 133, 3) block with one non-number is refused naming the point, as before."""
+    text = make_reference_pose(H, W).to_json()
+    frame0 = text.split("\n")[1]
+    pts = frame0.split("], [")
+    x, _, s = pts[5].split(", ")
+    text = text.replace(frame0, "], [".join(pts[:5] + [", ".join([x, value, s])] + pts[6:]))
+    with pytest.raises(PoseFormatError, match=r"frame 0, keypoint 5 \(left_shoulder\): expected"):
+        _load_text(tmp_path, text)
