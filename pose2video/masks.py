@@ -293,9 +293,13 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
         up = cv2.resize(cv2.GaussianBlur(filled, (0, 0), 1.0), (w, h),
                         interpolation=cv2.INTER_LINEAR)
     else:
-        # narrow holes: Telea from both sides, the body side dominated by the body's colours
-        body_fill = cv2.inpaint(small, hole, 5, cv2.INPAINT_TELEA)
-        plate_small = cv2.inpaint(small, shrink(person > 0.3), 5, cv2.INPAINT_TELEA) \
+        # each side from its own pixels only: the body from the body (the background beside the
+        # hole unknown too), the background from the background (the arms unknown too: their
+        # soft edges reach past the person mask and would streak the wall with skin)
+        near = cv2.dilate(hole, np.ones((13, 13), np.uint8))
+        body_fill = cv2.inpaint(small, hole | (shrink(person <= 0.5) & near), 5,
+                                cv2.INPAINT_TELEA)
+        plate_small = cv2.inpaint(small, shrink((person > 0.3) | arms), 5, cv2.INPAINT_TELEA) \
             if plate is None else None
 
         def upsample(x: np.ndarray) -> np.ndarray:
@@ -306,7 +310,7 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
         # the body side: the photo's own texture where a patch of clothes can be found
         inside = (person > 0.5) & ~cv2.dilate(arms.astype(np.uint8), np.ones((5, 5), np.uint8))\
             .astype(bool) & ~head_zone(ref, ref_ok, arms.shape)  # clothes, never face or neck
-        body = texture_fill(image, arms & (t > 0.5), inside, body)
+        body = texture_fill(image, arms & (t > 0.5), inside, body, unknown=arms)
         t = t[..., None]
         back = upsample(plate_small) if plate is None else plate.astype(np.float32)
         up = np.round(back * (1 - t) + body * t).astype(np.uint8)
@@ -316,7 +320,8 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
 
 
 def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
-                 fallback: np.ndarray, ring: int = 4, min_area: int = 30) -> np.ndarray:
+                 fallback: np.ndarray, ring: int = 4, min_area: int = 30,
+                 unknown: np.ndarray | None = None) -> np.ndarray:
     """Fill each connected part of ``hole`` (H, W) bool with a shifted copy of the photo's own
     texture, blended in by Poisson cloning (``cv2.seamlessClone``); float32 (H, W, 3) out.
 
@@ -326,21 +331,26 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
     the source best (sum of squared differences) - a one-patch exemplar fill. Parts where no
     such source exists or none matches the ring better than an unrelated texture would (mean
     squared difference above twice the ring's variance), and pixels whose source is not
-    ``source_ok``, keep ``fallback`` (H, W, 3) (a diffusion fill). Deterministic.
+    ``source_ok``, keep ``fallback`` (H, W, 3) (a diffusion fill). ``unknown`` (H, W) bool, a
+    superset of ``hole`` (default: ``hole``): photo pixels that do not show what is behind (an
+    arm's other half); they take no part in the ring match and the Poisson boundary there is
+    ``fallback``, not the photo. Deterministic.
     """
     import cv2
 
     out = np.asarray(fallback, np.float32).copy()
     h, w = hole.shape
     n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    unknown = hole if unknown is None else unknown | hole
     img = image.astype(np.float32)
+    dest = np.where(unknown[..., None], np.clip(np.round(out), 0, 255), image).astype(np.uint8)
     for i in range(1, n):
         x, y, bw, bh, area = stats[i]
         if area < min_area:
             continue
         comp = labels == i
         near = cv2.dilate(comp.astype(np.uint8), np.ones((2 * ring + 1,) * 2, np.uint8)) > 0
-        band = near & ~hole
+        band = near & ~unknown
         if band.sum() < 8:
             continue
         ys, xs = np.nonzero(near)
@@ -367,7 +377,7 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
         mask = (near * 255).astype(np.uint8)
         try:
             center = (int(xs.min() + xs.max() + 1) // 2, int(ys.min() + ys.max() + 1) // 2)
-            cloned = cv2.seamlessClone(shifted, image, mask, center, cv2.NORMAL_CLONE)
+            cloned = cv2.seamlessClone(shifted, dest, mask, center, cv2.NORMAL_CLONE)
         except cv2.error:
             cloned = shifted
         good = comp & (cv2.warpAffine(source_ok.astype(np.uint8), np.float32([[1, 0, -dx],
@@ -378,12 +388,24 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
 
 
 def behind_body(arms: np.ndarray, person: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray,
-                ) -> np.ndarray:
+                margin: float | None = None) -> np.ndarray:
     """(H, W) float32 in [0, 1]: how surely the body (not the background) lies behind ``arms``.
 
-    The silhouette without the arms is continued across them by nearest label: an arm pixel
-    closer to visible body than to visible background hides body (the torso core always does).
-    The decision is feathered over a couple of pixels.
+    An arm is a strip; what it hides is decided across the strip, from what borders its two
+    long sides on the photo. Each arm pixel walks both ways perpendicular to its nearest bone
+    (upper arm, forearm, wrist to hand) to the first pixel outside ``arms``: visible body
+    (``person`` > 0.5) or background. Body on both sides (a hand held in front of the chest): body
+    behind. Background on both sides (an arm held out): background. Body on one side and background
+    on the other (an arm hanging beside the hip): the body's visible edge stays where it is -
+    the body continues ``margin`` px under the arm (default 0.6 arm radii + 1: the hole's grown
+    rim and the arm's soft edge), the rest of the strip is background. This is the silhouette
+    completion of amodal segmentation with the smallest hidden body consistent with the visible
+    contour, instead of the medial axis of the strip, which widened the shorts by half an arm.
+    The result is never more body than the nearest visible label (body or background) says: a
+    hand, a blob with no clear strip direction, hanging beside the thigh hides the wall on its
+    outer half. Pixels whose walk leaves the photo or finds nothing within the arm's reach, and
+    all pixels when the skeleton has no visible arm, take the nearest visible label alone. The
+    torso core is always body. The decision is feathered over a couple of pixels.
     """
     import cv2
 
@@ -391,9 +413,74 @@ def behind_body(arms: np.ndarray, person: np.ndarray, ref: np.ndarray, ref_ok: n
     wall = (person <= 0.5) & ~arms
     to_body = cv2.distanceTransform((~body).astype(np.uint8), cv2.DIST_L2, 3)
     to_wall = cv2.distanceTransform((~wall).astype(np.uint8), cv2.DIST_L2, 3)
-    t = np.clip(0.5 + (to_wall - to_body) / 4.0, 0.0, 1.0)
+    t = np.clip(0.5 + (to_wall - to_body) / 4.0, 0.0, 1.0)  # nearest visible label
+    bones = _arm_bones(ref, ref_ok)
+    ys, xs = np.nonzero(arms)
+    if bones and len(ys):
+        r = arm_radius(ref)
+        m = 0.6 * r + 1.0 if margin is None else float(margin)
+        pts = np.stack([xs, ys], 1).astype(np.float32)
+        reach = int(np.ceil(8 * r)) + 4
+        step = max((1 << 21) // reach, 1)  # pixels per batch: a few MB of walk indices
+        for i in range(0, len(pts), step):
+            sl = slice(i, i + step)
+            near = t[ys[sl], xs[sl]]
+            t[ys[sl], xs[sl]] = np.minimum(_across_strip(arms, body, pts[sl], bones, m, reach,
+                                                         near), near)
+        t = cv2.GaussianBlur(t, (0, 0), 0.8)  # the walks' pixel steps: no stair-stepped edge
     t[_body_zone(ref, ref_ok, arms.shape, 0.9)] = 1.0
     return t.astype(np.float32)
+
+
+def _arm_bones(ref: np.ndarray, ref_ok: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(start, end) of the visible bones of both arms: upper arm, forearm, wrist to hand centre."""
+    bones = []
+    for side in ("r", "l"):
+        s_i, e_i, w_i = SIDES[side][:3]
+        if ref_ok[s_i] and ref_ok[e_i]:
+            bones.append((ref[s_i], ref[e_i]))
+        if ref_ok[e_i] and ref_ok[w_i]:
+            bones.append((ref[e_i], ref[w_i]))
+            c, _ = hand_region(ref, ref_ok, side)
+            if np.linalg.norm(c - ref[w_i]) > 1.0:
+                bones.append((ref[w_i], c))
+    return [(np.asarray(a, np.float32), np.asarray(b, np.float32)) for a, b in bones]
+
+
+def _across_strip(arms: np.ndarray, body: np.ndarray, pts: np.ndarray,
+                  bones: list[tuple[np.ndarray, np.ndarray]], margin: float, reach: int,
+                  fallback: np.ndarray) -> np.ndarray:
+    """(N,) float32 body-behind weights of the arm pixels ``pts`` (N, 2) x, y (see
+    :func:`behind_body`): walk perpendicular to the nearest bone, both ways, up to ``reach`` px."""
+    h, w = arms.shape
+    dist = np.stack([_segment_distance(pts[:, 0], pts[:, 1], a, b) for a, b in bones], 1)
+    near = np.argmin(dist, 1)
+    d = np.stack([b - a for a, b in bones])[near]
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
+    normal = np.stack([-d[:, 1], d[:, 0]], 1)
+    steps = np.arange(1, reach + 1, dtype=np.float32)
+    # per side: distance to the first pixel outside the arms, and whether it is body; -1: none
+    ends = []
+    for sign in (1.0, -1.0):
+        q = np.rint(pts[:, None, :] + sign * steps[None, :, None] * normal[:, None, :]).astype(int)
+        inside = (q[..., 0] >= 0) & (q[..., 0] < w) & (q[..., 1] >= 0) & (q[..., 1] < h)
+        qx, qy = np.clip(q[..., 0], 0, w - 1), np.clip(q[..., 1], 0, h - 1)
+        leave = ~arms[qy, qx] | ~inside  # the walk leaves the strip (or the photo)
+        k = np.argmax(leave, 1)
+        found = leave[np.arange(len(k)), k]
+        ok = found & inside[np.arange(len(k)), k]
+        is_body = body[qy[np.arange(len(k)), k], qx[np.arange(len(k)), k]]
+        ends.append((np.where(ok, k + 1, -1), is_body))
+    (k1, b1), (k2, b2) = ends
+    known = (k1 > 0) & (k2 > 0)
+    out = np.asarray(fallback, np.float32).copy()
+    both = known & b1 & b2
+    none = known & ~b1 & ~b2
+    out[both], out[none] = 1.0, 0.0
+    one = known & (b1 ^ b2)  # body on one side, background on the other
+    kb = np.where(b1, k1, k2).astype(np.float32)
+    out[one] = np.clip((margin + 1.0 - kb[one]) / 2.0, 0.0, 1.0)
+    return out
 
 
 def head_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],

@@ -266,6 +266,54 @@ def test_uncovered_area_behind_an_arm_takes_the_side_it_belongs_to():
     assert t[20, 23] == 1.0 and t[20, 37] == 0.0  # body side -> body, wall side -> wall
 
 
+def _arm_beside_body(arm_x0=38, arm_x1=62, horizontal=False):
+    """A 160x200 photo: white wall, a blue body (x 60..130), one skin-coloured arm either hanging
+    beside the body's left edge (x ``arm_x0..arm_x1``) or held out across it at y 60..84."""
+    h, w = 160, 200
+    img = np.full((h, w, 3), 230, np.uint8)
+    person = np.zeros((h, w), np.float32)
+    img[20:160, 60:130], person[20:160, 60:130] = (40, 60, 160), 1.0
+    ref, ok = np.zeros((133, 2)), np.zeros(133, bool)
+    ref[K.RIGHT_SHOULDER], ref[K.LEFT_SHOULDER] = (50, 25), (150, 25)  # arm radius 10 px
+    if horizontal:
+        ref[[K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST]] = (110, 72), (70, 72), (30, 72)
+        arm = np.zeros((h, w), bool)
+        arm[60:84, 20:115] = True
+    else:
+        ref[K.RIGHT_ELBOW], ref[K.RIGHT_WRIST] = (50, 80), (50, 130)
+        arm = np.zeros((h, w), bool)
+        arm[25:140, arm_x0:arm_x1] = True
+    ok[[K.RIGHT_SHOULDER, K.RIGHT_ELBOW, K.RIGHT_WRIST]] = True
+    img[arm], person[arm] = (220, 160, 130), 1.0
+    return img, person, ref, ok, arm
+
+
+def test_an_arm_hanging_beside_the_body_uncovers_wall_and_keeps_the_body_edge():
+    """#13: the strip an arm hanging beside the hip leaves is wall beyond the body's visible edge,
+    not body out to the middle of the arm (the demo's shorts widened by a blue band)."""
+    from pose2video.masks import arm_free_base, behind_body
+
+    img, person, ref, ok, arm = _arm_beside_body()
+    holes = np.zeros_like(arm)
+    holes[23:142, 36:64] = True  # the arm grown by 2 px, as the rig's holes are
+    t = behind_body(holes, person, ref, ok)
+    assert t[80, 62] > 0.9 and t[80, 59] > 0.9  # the body goes on a few px under the arm
+    assert t[80, 36:54].max() < 0.05  # the rest of the strip is wall (medial axis: x ~ 50)
+    fill = arm_free_base(img, holes, ref, ok, person).astype(int)
+    wall = fill[30:135, 36:54].reshape(-1, 3)
+    assert np.abs(wall - 230).max() < 20  # wall: no blue band, no skin streak from the arm
+    assert np.abs(fill[30:135, 61:64].reshape(-1, 3) - (40, 60, 160)).max() < 30  # the body edge
+
+
+def test_an_arm_across_the_body_edge_hides_body_inside_the_silhouette_only():
+    from pose2video.masks import behind_body
+
+    img, person, ref, ok, arm = _arm_beside_body(horizontal=True)
+    t = behind_body(arm, person, ref, ok)
+    assert t[72, 70:112].min() > 0.95  # over the body: body above and below it
+    assert t[72, 20:55].max() < 0.05  # held out over the wall
+
+
 def test_folded_elbow_keeps_the_forearm_whole(toy_rig):
     img, ref, rig = toy_rig
     kp = ref.keypoints[0].copy()
