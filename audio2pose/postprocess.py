@@ -113,12 +113,10 @@ def one_euro_arms(xy: np.ndarray, fps: float, scale: float | None = None) -> np.
     """One-Euro filter on the elbows and wrists (``REGION_CUTOFFS['body']``) and the hands
     (``['hands']``) of (T, 133, 2) at ``fps``; every other point unchanged, frame 0 unchanged.
     ``scale``: the torso size in pixels (default: of frame 0). Returns float64."""
-    from csg.smoothing import REGION_CUTOFFS, one_euro
+    from csg.smoothing import REGION_CUTOFFS, one_euro_groups
 
-    out = np.array(xy, np.float64, copy=True)
+    xy = np.asarray(xy, np.float64)
     if scale is None:
-        scale = float(K.torso_size(out[0]))
-    out[:, ARM_POINTS] = one_euro(out[:, ARM_POINTS], fps, REGION_CUTOFFS["body"], scale=scale)
-    hands = K.indices(K.HANDS)
-    out[:, hands] = one_euro(out[:, hands], fps, REGION_CUTOFFS["hands"], scale=scale)
-    return out
+        scale = float(K.torso_size(xy[0]))
+    return one_euro_groups(xy, fps, [(np.asarray(ARM_POINTS), REGION_CUTOFFS["body"]),
+                                     (K.indices(K.HANDS), REGION_CUTOFFS["hands"])], scale=scale)

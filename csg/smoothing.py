@@ -57,24 +57,47 @@ def one_euro(x: np.ndarray, rate: float, params: OneEuro = OneEuro(), *,
     x = np.asarray(x, np.float64)
     if x.ndim != 3:
         raise ValueError(f"expected (T, J, D), got {x.shape}")
+    return one_euro_groups(x, rate, [(np.arange(x.shape[1]), params)], scale=scale)
+
+
+def one_euro_groups(x: np.ndarray, rate: float, groups: list[tuple[np.ndarray, OneEuro]], *,
+                    scale: float = 1.0) -> np.ndarray:
+    """:func:`one_euro` of the points ``idx`` of ``x`` (T, J, D) with ``params``, for each
+    ``(idx, params)`` in ``groups`` (disjoint), in one pass over time (the per-frame cost is the
+    same for one point or a hundred); points in no group are copied. The groups must share
+    ``d_cutoff``. Returns a new float64 array, frame 0 unchanged."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"expected (T, J, D), got {x.shape}")
     if rate <= 0 or scale <= 0:
         raise ValueError("rate and scale must be positive")
-    out = np.empty_like(x)
-    out[0] = x[0]
-    if x.shape[0] == 1:
+    out = x.copy()
+    if x.shape[0] == 1 or not groups:
         return out
-    a_d = float(_alpha(params.d_cutoff, rate))
-    # the loop below is _alpha(min_cutoff + beta * |dx_hat| / scale) written out: a frame costs a
-    # few small array operations (it runs for every generated frame)
-    two_pi, beta_s = 2 * np.pi, params.beta / scale
-    dx_hat = np.zeros(x.shape[1:])
-    speed = np.empty(x.shape[1:-1] + (1,))
-    for t in range(1, x.shape[0]):
-        diff = x[t] - out[t - 1]
+    if len({g.d_cutoff for _, g in groups}) != 1:
+        raise ValueError("one_euro_groups: the groups must share d_cutoff")
+    idx = np.concatenate([np.asarray(i, np.int64).reshape(-1) for i, _ in groups])
+    if np.unique(idx).size != idx.size:
+        raise ValueError("one_euro_groups: a point is in two groups")
+    per = lambda f: np.concatenate([np.full(np.size(i), f(g), np.float64)  # noqa: E731
+                                    for i, g in groups])[:, None]
+    min_cutoff, beta_s = per(lambda g: g.min_cutoff), per(lambda g: g.beta) / scale
+    a_d = float(_alpha(groups[0][1].d_cutoff, rate))
+    xs = x[:, idx]
+    ys = np.empty_like(xs)
+    ys[0] = xs[0]
+    # alpha(min_cutoff + beta * |dx_hat| / scale) written out: a frame costs a few small array
+    # operations whatever the number of points (this runs on every generated frame)
+    two_pi = 2 * np.pi
+    dx_hat = np.zeros(xs.shape[1:])
+    speed = np.empty(xs.shape[1:-1] + (1,))
+    for t in range(1, xs.shape[0]):
+        diff = xs[t] - ys[t - 1]
         dx_hat += a_d * (diff * rate - dx_hat)
         np.sqrt(np.einsum("jd,jd->j", dx_hat, dx_hat), out=speed[..., 0])
-        a = 1.0 / (1.0 + (1.0 / (two_pi * (params.min_cutoff + beta_s * speed))) * rate)
-        out[t] = out[t - 1] + a * diff
+        a = 1.0 / (1.0 + (1.0 / (two_pi * (min_cutoff + beta_s * speed))) * rate)
+        ys[t] = ys[t - 1] + a * diff
+    out[:, idx] = ys
     return out
 
 
@@ -88,12 +111,15 @@ def one_euro_regions(xy: np.ndarray, fps: float, *, scale: float | None = None,
         raise ValueError(f"expected (T, 133, 2), got {xy.shape}")
     if scale is None:
         scale = float(K.torso_size(xy[0]))
-    out = xy.copy()
-    for name, groups in (("body", (K.BODY, K.FEET)), ("hands", (K.HANDS,)), ("face", (K.FACE,))):
-        if name in cutoffs:
-            idx = K.indices(*groups)
-            out[:, idx] = one_euro(xy[:, idx], fps, cutoffs[name], scale=scale)
-    return out
+    groups = [(K.indices(*g), cutoffs[name]) for name, g in
+              (("body", (K.BODY, K.FEET)), ("hands", (K.HANDS,)), ("face", (K.FACE,)))
+              if name in cutoffs]
+    if len({g.d_cutoff for _, g in groups}) > 1:  # one pass needs one derivative cut-off
+        out = xy.copy()
+        for idx, g in groups:
+            out[:, idx] = one_euro(xy[:, idx], fps, g, scale=scale)
+        return out
+    return one_euro_groups(xy, fps, groups, scale=scale)
 
 
 def ease_from(xy: np.ndarray, ref_xy: np.ndarray, frames: int) -> np.ndarray:

@@ -86,3 +86,20 @@ def test_pipeline_filter_and_ease_in_settings():
     step = lambda p: np.linalg.norm(np.diff(p.xy[:3], axis=0), axis=-1).mean()  # noqa: E731
     assert step(eased) < step(plain)
     assert eased.meta["ease_in"] == 6 and "ease_in" not in plain.meta
+
+
+def test_one_euro_groups_is_one_euro_per_group_in_one_pass():
+    from csg.smoothing import one_euro_groups
+
+    x = np.random.default_rng(3).normal(size=(60, 10, 2)).cumsum(0)
+    ga, gb = OneEuro(1.2, 2.0), OneEuro(4.0, 0.5)
+    ia, ib = np.array([0, 3, 4]), np.array([7, 1])
+    out = one_euro_groups(x, 25.0, [(ia, ga), (ib, gb)], scale=2.0)
+    assert np.array_equal(out[:, ia], one_euro(x[:, ia], 25.0, ga, scale=2.0))
+    assert np.array_equal(out[:, ib], one_euro(x[:, ib], 25.0, gb, scale=2.0))
+    rest = np.setdiff1d(np.arange(10), np.concatenate([ia, ib]))
+    assert np.array_equal(out[:, rest], x[:, rest])  # points in no group are copied
+    with pytest.raises(ValueError, match="two groups"):
+        one_euro_groups(x, 25.0, [(ia, ga), (np.array([4]), gb)])
+    with pytest.raises(ValueError, match="d_cutoff"):
+        one_euro_groups(x, 25.0, [(ia, ga), (ib, OneEuro(1.0, 0.0, d_cutoff=2.0))])
