@@ -238,6 +238,11 @@ def _parse_frames(frames: Any, source: str) -> np.ndarray:
                                for v in pt)):
                 raise PoseFormatError(f"{source}: frame {t}, keypoint {j} ({KEYPOINT_NAMES[j]}): "
                                       f"expected [x, y, score] numbers, got {pt!r}"[:300])
+            for c, v in enumerate(pt):
+                if isinstance(v, int) and abs(v) > 1e308:  # no float holds it
+                    raise PoseFormatError(f"{source}: frame {t}, keypoint {j} "
+                                          f"({KEYPOINT_NAMES[j]}): {'xys'[c] if c < 2 else 'score'}"
+                                          f" is an integer of {len(str(abs(v)))} digits")
     return np.asarray(frames, dtype=np.float64).astype(np.float32)
 
 
@@ -259,7 +264,10 @@ def _numbers_array(frames: Any) -> np.ndarray | None:
     types = _type_of(obj)
     if not ((types == float) | (types == int)).all():  # exact types: bool and str are refused
         return None
-    return obj.astype(np.float64).astype(np.float32)
+    try:
+        return obj.astype(np.float64).astype(np.float32)
+    except OverflowError:  # an integer beyond any float: the caller names it
+        return None
 
 
 def _format_frames(keypoints: np.ndarray) -> str:

@@ -276,3 +276,11 @@ def test_loader_fast_path_still_refuses_non_numbers(tmp_path, value):
     text = text.replace(frame0, "], [".join(pts[:5] + [", ".join([x, value, s])] + pts[6:]))
     with pytest.raises(PoseFormatError, match=r"frame 0, keypoint 5 \(left_shoulder\): expected"):
         _load_text(tmp_path, text)
+
+
+def test_an_integer_beyond_any_float_is_named(tmp_path):
+    d = _doc()
+    d["frames"][0][5][1] = 10 ** 400
+    with pytest.raises(PoseFormatError, match=r"frame 0, keypoint 5 \(left_shoulder\): y is an "
+                                              r"integer of 401 digits"):
+        _load_doc(tmp_path, d)
