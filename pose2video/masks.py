@@ -350,7 +350,7 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
             continue
         comp = labels == i
         near = cv2.dilate(comp.astype(np.uint8), np.ones((2 * ring + 1,) * 2, np.uint8)) > 0
-        band = near & ~unknown
+        band = near & ~hole
         if band.sum() < 8:
             continue
         ys, xs = np.nonzero(near)
@@ -396,14 +396,18 @@ def behind_body(arms: np.ndarray, person: np.ndarray, ref: np.ndarray, ref_ok: n
     (upper arm, forearm, wrist to hand) to the first pixel outside ``arms``: visible body
     (``person`` > 0.5) or background. Body on both sides (a hand held in front of the chest): body
     behind. Background on both sides (an arm held out): background. Body on one side and background
-    on the other (an arm hanging beside the hip): the body's visible edge stays where it is -
+    on the other, for a hanging arm (an arm hanging beside the hip; the bone within
+    :data:`HANG_DEGREES` of straight down): the body's visible edge stays where it is -
     the body continues ``margin`` px under the arm (default 0.6 arm radii + 1: the hole's grown
     rim and the arm's soft edge), the rest of the strip is background. This is the silhouette
     completion of amodal segmentation with the smallest hidden body consistent with the visible
     contour, instead of the medial axis of the strip, which widened the shorts by half an arm.
     The result is never more body than the nearest visible label (body or background) says: a
     hand, a blob with no clear strip direction, hanging beside the thigh hides the wall on its
-    outer half. Pixels whose walk leaves the photo or finds nothing within the arm's reach, and
+    outer half. A raised forearm or a hand held at the body's edge (body on one side) keeps the
+    nearest label: on real seated speakers the clothes continue under it (the interview clip's
+    hands on the jacket's edge were filled with the wall and the chair). Pixels whose walk
+    leaves the photo or finds nothing within the arm's reach, and
     all pixels when the skeleton has no visible arm, take the nearest visible label alone. The
     torso core is always body. The decision is feathered over a couple of pixels.
     """
@@ -432,19 +436,33 @@ def behind_body(arms: np.ndarray, person: np.ndarray, ref: np.ndarray, ref_ok: n
     return t.astype(np.float32)
 
 
-def _arm_bones(ref: np.ndarray, ref_ok: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(start, end) of the visible bones of both arms: upper arm, forearm, wrist to hand centre."""
+def _arm_bones(ref: np.ndarray, ref_ok: np.ndarray
+               ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """(start, end, hangs) of the visible bones of both arms: upper arm, forearm, wrist to hand
+    centre. ``hangs``: the bone points down, within :data:`HANG_DEGREES` of the vertical (the
+    hand: when its forearm hangs) - an arm beside the body, where the across-strip decision of
+    :func:`behind_body` holds."""
     bones = []
     for side in ("r", "l"):
         s_i, e_i, w_i = SIDES[side][:3]
         if ref_ok[s_i] and ref_ok[e_i]:
-            bones.append((ref[s_i], ref[e_i]))
+            bones.append((ref[s_i], ref[e_i], _hangs(ref[s_i], ref[e_i])))
         if ref_ok[e_i] and ref_ok[w_i]:
-            bones.append((ref[e_i], ref[w_i]))
+            fore = _hangs(ref[e_i], ref[w_i])
+            bones.append((ref[e_i], ref[w_i], fore))
             c, _ = hand_region(ref, ref_ok, side)
             if np.linalg.norm(c - ref[w_i]) > 1.0:
-                bones.append((ref[w_i], c))
-    return [(np.asarray(a, np.float32), np.asarray(b, np.float32)) for a, b in bones]
+                bones.append((ref[w_i], c, fore))
+    return [(np.asarray(a, np.float32), np.asarray(b, np.float32), bool(h)) for a, b, h in bones]
+
+
+HANG_DEGREES = 40.0
+"""How far from straight down a bone may point and still count as hanging (:func:`_arm_bones`)."""
+
+
+def _hangs(a: np.ndarray, b: np.ndarray) -> bool:
+    dx, dy = float(b[0] - a[0]), float(b[1] - a[1])
+    return dy > 0 and abs(dx) <= np.tan(np.radians(HANG_DEGREES)) * dy
 
 
 def _across_strip(arms: np.ndarray, body: np.ndarray, pts: np.ndarray,
@@ -453,9 +471,10 @@ def _across_strip(arms: np.ndarray, body: np.ndarray, pts: np.ndarray,
     """(N,) float32 body-behind weights of the arm pixels ``pts`` (N, 2) x, y (see
     :func:`behind_body`): walk perpendicular to the nearest bone, both ways, up to ``reach`` px."""
     h, w = arms.shape
-    dist = np.stack([_segment_distance(pts[:, 0], pts[:, 1], a, b) for a, b in bones], 1)
+    dist = np.stack([_segment_distance(pts[:, 0], pts[:, 1], a, b) for a, b, _ in bones], 1)
     near = np.argmin(dist, 1)
-    d = np.stack([b - a for a, b in bones])[near]
+    hangs = np.array([hg for _, _, hg in bones])[near]
+    d = np.stack([b - a for a, b, _ in bones])[near]
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
     normal = np.stack([-d[:, 1], d[:, 0]], 1)
     steps = np.arange(1, reach + 1, dtype=np.float32)
@@ -477,7 +496,10 @@ def _across_strip(arms: np.ndarray, body: np.ndarray, pts: np.ndarray,
     both = known & b1 & b2
     none = known & ~b1 & ~b2
     out[both], out[none] = 1.0, 0.0
-    one = known & (b1 ^ b2)  # body on one side, background on the other
+    # body on one side, background on the other: the visible body edge continues along a
+    # hanging arm; a raised forearm or hand lying on the body's edge (a seated speaker's hand on
+    # the jacket's hem) more likely hides body, so there the nearest label stands
+    one = known & (b1 ^ b2) & hangs
     kb = np.where(b1, k1, k2).astype(np.float32)
     out[one] = np.clip((margin + 1.0 - kb[one]) / 2.0, 0.0, 1.0)
     return out

@@ -305,6 +305,26 @@ def test_an_arm_hanging_beside_the_body_uncovers_wall_and_keeps_the_body_edge():
     assert np.abs(fill[30:135, 61:64].reshape(-1, 3) - (40, 60, 160)).max() < 30  # the body edge
 
 
+def test_a_raised_forearm_at_the_body_edge_keeps_the_nearest_label():
+    """#13: only a hanging arm takes the across-strip rule; a forearm pointing up along the body's
+    edge (a seated speaker's hand on the jacket's hem) keeps the nearest visible label, so the
+    body side of the strip stays body out to its middle (the interview clip got wall and chair
+    there)."""
+    from pose2video.masks import behind_body
+
+    img, person, ref, ok, arm = _arm_beside_body()
+    ok[:] = False
+    ref[K.RIGHT_ELBOW], ref[K.RIGHT_WRIST] = (50, 130), (50, 80)  # forearm pointing up
+    ok[[K.RIGHT_ELBOW, K.RIGHT_WRIST]] = True
+    holes = np.zeros_like(arm)
+    holes[23:142, 36:64] = True
+    raised = behind_body(holes, person, ref, ok)
+    ref[K.RIGHT_ELBOW], ref[K.RIGHT_WRIST] = (50, 80), (50, 130)  # the same forearm hanging
+    hanging = behind_body(holes, person, ref, ok)
+    assert hanging[90:120, 50].max() < 0.05  # hanging: wall from the medial axis out
+    assert raised[90:120, 52:60].min() > 0.5  # raised: body on the body's half of the strip
+
+
 def test_an_arm_across_the_body_edge_hides_body_inside_the_silhouette_only():
     from pose2video.masks import behind_body
 
