@@ -333,8 +333,9 @@ def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
     squared difference above twice the ring's variance), and pixels whose source is not
     ``source_ok``, keep ``fallback`` (H, W, 3) (a diffusion fill). ``unknown`` (H, W) bool, a
     superset of ``hole`` (default: ``hole``): photo pixels that do not show what is behind (an
-    arm's other half); they take no part in the ring match and the Poisson boundary there is
-    ``fallback``, not the photo. Deterministic.
+    arm's other half); the Poisson boundary there is ``fallback``, not the photo (the ring
+    match still reads them: without them a hand's ring on a patterned jacket was too thin to match
+    and the hole fell back to a smooth smear). Deterministic.
     """
     import cv2
 
