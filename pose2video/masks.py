@@ -266,8 +266,9 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
 
     Behind an arm is the body or the background. With a person mask, the silhouette without the
     arms is continued across them (the person probability itself is inpainted), and each arm
-    pixel is filled from its own side: body pixels from body pixels only (Telea with everything
-    else unknown), background pixels from a clean plate (the photo with the whole person
+    pixel is filled from its own side: body pixels from body pixels only (the photo's own
+    clothes, tile by tile, :func:`texture_fill`, over Telea with everything else unknown),
+    background pixels from a clean plate (the photo with the whole person
     inpainted), cross-faded at the continued silhouette. So a hand lifting off the shorts uncovers
     denim, not wall, and an arm beside the waist uncovers wall, not smeared clothes. Without a
     mask, the skeleton's torso and leg polygons decide. Filling runs at ``long_side`` pixels and is
@@ -310,7 +311,8 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
         # the body side: the photo's own texture where a patch of clothes can be found
         inside = (person > 0.5) & ~cv2.dilate(arms.astype(np.uint8), np.ones((5, 5), np.uint8))\
             .astype(bool) & ~head_zone(ref, ref_ok, arms.shape)  # clothes, never face or neck
-        body = texture_fill(image, arms & (t > 0.5), inside, body, unknown=arms)
+        # matched against the visible body only: the wall beside an arm would tint the copies
+        body = texture_fill(image, arms & (t > 0.5), inside, body, unknown=arms | (person <= 0.5))
         t = t[..., None]
         back = upsample(plate_small) if plate is None else plate.astype(np.float32)
         up = np.round(back * (1 - t) + body * t).astype(np.uint8)
@@ -320,71 +322,115 @@ def arm_free_base(image: np.ndarray, arms: np.ndarray, ref: np.ndarray, ref_ok: 
 
 
 def texture_fill(image: np.ndarray, hole: np.ndarray, source_ok: np.ndarray,
-                 fallback: np.ndarray, ring: int = 4, min_area: int = 30,
+                 fallback: np.ndarray, ring: int = 4, tile: int | None = None,
                  unknown: np.ndarray | None = None) -> np.ndarray:
-    """Fill each connected part of ``hole`` (H, W) bool with a shifted copy of the photo's own
-    texture, blended in by Poisson cloning (``cv2.seamlessClone``); float32 (H, W, 3) out.
+    """Fill ``hole`` (H, W) bool with the photo's own texture, tile by tile; float32 (H, W, 3) out.
 
-    For every part the shift is picked among rings of candidate offsets (half to two part
-    sizes, 16 directions): the copied region must lie (85 %) within ``source_ok`` (e.g. the visible
-    body, away from the arms) and the ring of pixels around the part must match the ring around
-    the source best (sum of squared differences) - a one-patch exemplar fill. Parts where no
-    such source exists or none matches the ring better than an unrelated texture would (mean
-    squared difference above twice the ring's variance), and pixels whose source is not
-    ``source_ok``, keep ``fallback`` (H, W, 3) (a diffusion fill). ``unknown`` (H, W) bool, a
-    superset of ``hole`` (default: ``hole``): photo pixels that do not show what is behind (an
-    arm's other half); the Poisson boundary there is ``fallback``, not the photo (the ring
-    match still reads them: without them a hand's ring on a patterned jacket was too thin to match
-    and the hole fell back to a smooth smear). Deterministic.
+    A coarse exemplar-based inpainting (Criminisi et al. 2004, with square tiles instead of
+    per-pixel patches): the hole is cut into ``tile``-pixel squares (default: the long side / 32,
+    at least 8), filled from the known pixels inwards (nearest first); each square copies the
+    photo at one offset. Candidates: rings 1 to 8 tiles away in 16 directions, then a 2-pixel grid
+    within half a tile of the 3 best, then the best's 8 neighbours (a pattern's phase). Cost, over
+    the square's surrounding ``ring``-pixel band of known (or already filled) pixels:
+
+        mean |band - shifted band - dc|^2 + mean_c (std_source - std_band)_c^2 + 0.5 mean dc^2
+
+    ``dc``: the mean colour difference of the two bands, added to the copy; ``std_source``: the
+    std of the tile-sized square at the source. The middle term compares textures: without it a
+    flat patch of the pattern's mean colour (a plain blouse) beats every out-of-phase copy of a
+    patterned jacket, which pays the pattern's variance twice. A copy's source must lie (85 %)
+    within ``source_ok`` (e.g. the visible body, away from the arms), and the best cost must stay
+    below twice the band's variance + 25, else the square keeps ``fallback`` (H, W, 3) (a
+    diffusion fill), as do pixels whose own source is not ``source_ok``. Where copies from two
+    offsets (or a copy and the fallback) meet, a 1-pixel seam is softened (Gaussian, sigma 1).
+    ``unknown`` (H, W) bool, a superset of ``hole``: pixels that do not show what is behind (an
+    arm's other half, or the wall beside a body fill); they never count as known. Deterministic.
     """
     import cv2
 
     out = np.asarray(fallback, np.float32).copy()
     h, w = hole.shape
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    ys, xs = np.nonzero(hole)
+    if len(ys) == 0:
+        return out
+    tile = max(int(tile or round(max(h, w) / 32)), 8)
     unknown = hole if unknown is None else unknown | hole
     img = image.astype(np.float32)
-    dest = np.where(unknown[..., None], np.clip(np.round(out), 0, 255), image).astype(np.uint8)
-    for i in range(1, n):
-        x, y, bw, bh, area = stats[i]
-        if area < min_area:
+    work = np.where(unknown[..., None], out, img)  # the known pixels, then the filled ones
+    known = ~unknown
+    # squares of the hole, nearest to the known pixels first (onion-peel order)
+    dist = cv2.distanceTransform(unknown.astype(np.uint8), cv2.DIST_L2, 3)
+    cell = (ys // tile) * ((w + tile - 1) // tile) + xs // tile
+    order = np.argsort(cell, kind="stable")
+    cuts = np.nonzero(np.diff(cell[order]))[0] + 1
+    squares = sorted(np.split(order, cuts), key=lambda g: (float(dist[ys[g], xs[g]].min()),
+                                                           int(cell[g[0]])))
+    coarse = np.array([(int(round(rad * tile * np.cos(a))), int(round(rad * tile * np.sin(a))))
+                       for rad in (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 8.0)
+                       for a in np.linspace(0, 2 * np.pi, 16, endpoint=False)])
+    half = tile // 2
+    fine = np.stack(np.meshgrid(np.arange(-half, half + 1, 2), np.arange(-half, half + 1, 2)),
+                    -1).reshape(-1, 2)
+    unit = np.stack(np.meshgrid(np.arange(-1, 2), np.arange(-1, 2)), -1).reshape(-1, 2)
+    kernel = np.ones((2 * ring + 1,) * 2, np.uint8)
+    # per pixel: std of the tile x tile square whose top-left corner it is (box filters)
+    m1 = cv2.blur(img, (tile, tile), anchor=(0, 0), borderType=cv2.BORDER_REFLECT)
+    m2 = cv2.blur(img * img, (tile, tile), anchor=(0, 0), borderType=cv2.BORDER_REFLECT)
+    local_std = np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+    source = np.full((h, w), -1.0, np.float64)  # which offset each pixel was copied from (-1: none)
+    for g in squares:
+        gy, gx = ys[g], xs[g]
+        y0, y1 = max(gy.min() - ring, 0), min(gy.max() + ring + 1, h)
+        x0, x1 = max(gx.min() - ring, 0), min(gx.max() + ring + 1, w)
+        sq = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        sq[gy - y0, gx - x0] = 1
+        by, bx = np.nonzero((cv2.dilate(sq, kernel) > 0) & known[y0:y1, x0:x1])
+        if len(by) < 8:
             continue
-        comp = labels == i
-        near = cv2.dilate(comp.astype(np.uint8), np.ones((2 * ring + 1,) * 2, np.uint8)) > 0
-        band = near & ~hole
-        if band.sum() < 8:
+        by, bx = by + y0, bx + x0
+        band = work[by, bx]
+        mean, std = band.mean(0), band.std(0)
+        sq_y, sq_x = gy.min() // tile * tile, gx.min() // tile * tile  # the square's corner
+
+        def costs(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """(cost, offset, dc) of every candidate whose copy fits the photo and source_ok."""
+            sy, sx = gy[None] + offsets[:, 1:], gx[None] + offsets[:, :1]
+            ry, rx = by[None] + offsets[:, 1:], bx[None] + offsets[:, :1]
+            fits = ((sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)).all(1) & \
+                ((ry >= 0) & (ry < h) & (rx >= 0) & (rx < w)).all(1)
+            fits[fits] = source_ok[sy[fits], sx[fits]].mean(1) >= 0.85
+            o = offsets[fits]
+            ring_src = img[ry[fits], rx[fits]]
+            dc = mean[None] - ring_src.mean(1)
+            # the source square's texture (std per channel over the tile at that offset)
+            qy, qx = np.clip(sq_y + o[:, 1], 0, h - 1), np.clip(sq_x + o[:, 0], 0, w - 1)
+            cost = ((band[None] - ring_src - dc[:, None]) ** 2).mean((1, 2)) \
+                + ((local_std[qy, qx] - std[None]) ** 2).mean(1) + 0.5 * (dc ** 2).mean(1)
+            return cost, o, dc
+
+        cost, offs, dc = costs(coarse)
+        if len(cost) == 0:
             continue
-        ys, xs = np.nonzero(near)
-        bys, bxs = np.nonzero(band)
-        size = max(bw, bh)
-        best, best_cost = None, np.inf
-        for rad in (0.5, 0.75, 1.0, 1.4, 2.0, 2.8):
-            for ang in np.linspace(0, 2 * np.pi, 16, endpoint=False):
-                dx, dy = int(round(rad * size * np.cos(ang))), int(round(rad * size * np.sin(ang)))
-                sy, sx = ys + dy, xs + dx
-                if sy.min() < 0 or sx.min() < 0 or sy.max() >= h or sx.max() >= w:
-                    continue
-                if source_ok[sy, sx].mean() < 0.85:
-                    continue
-                cost = float(((img[bys, bxs] - img[bys + dy, bxs + dx]) ** 2).mean())
-                if cost < best_cost:
-                    best, best_cost = (dx, dy), cost
-        # a patch must match the boundary better than an unrelated texture would (2x the variance)
-        if best is None or best_cost > 2.0 * float(img[bys, bxs].var(0).mean()):
-            continue
-        dx, dy = best
-        shifted = cv2.warpAffine(image, np.float32([[1, 0, -dx], [0, 1, -dy]]), (w, h),
-                                 borderMode=cv2.BORDER_REFLECT)
-        mask = (near * 255).astype(np.uint8)
-        try:
-            center = (int(xs.min() + xs.max() + 1) // 2, int(ys.min() + ys.max() + 1) // 2)
-            cloned = cv2.seamlessClone(shifted, dest, mask, center, cv2.NORMAL_CLONE)
-        except cv2.error:
-            cloned = shifted
-        good = comp & (cv2.warpAffine(source_ok.astype(np.uint8), np.float32([[1, 0, -dx],
-                                                                             [0, 1, -dy]]),
-                                      (w, h), flags=cv2.INTER_NEAREST) > 0)
-        out[good] = cloned[good].astype(np.float32)  # never copies an arm: those keep the fallback
+        # a pattern's phase: refine around the few best coarse offsets, then to the pixel
+        for grid, keep in ((fine, 3), (unit, 1)):
+            top = np.argsort(cost, kind="stable")[:keep]
+            c2, o2, d2 = costs(np.unique((offs[top][:, None] + grid[None]).reshape(-1, 2), axis=0))
+            cost, offs, dc = np.r_[cost[top], c2], np.r_[offs[top], o2], np.r_[dc[top], d2]
+        j = int(np.argmin(cost))
+        best = float(cost[j]), offs[j], dc[j]
+        cost, (dx, dy), dc = best
+        if cost > 2.0 * float(band.var(0).mean()) + 25.0:
+            continue  # the fallback stays; the next squares match against known pixels only
+        ok = source_ok[gy + dy, gx + dx]
+        val = np.clip(img[gy + dy, gx + dx] + dc, 0.0, 255.0)
+        out[gy[ok], gx[ok]] = work[gy[ok], gx[ok]] = val[ok]
+        source[gy[ok], gx[ok]] = (dy + h) * 2 * w + dx + w
+        known[gy, gx] = True
+    # where copies from two offsets (or a copy and the fallback) meet: a 1-pixel soft seam
+    box = np.ones((3, 3), np.uint8)
+    seam = hole & (cv2.dilate(np.where(hole, source, -np.inf), box)
+                   != cv2.erode(np.where(hole, source, np.inf), box))
+    out[seam] = cv2.GaussianBlur(work, (0, 0), 1.0)[seam]
     return out
 
 

@@ -514,3 +514,19 @@ def test_fingers_are_in_the_hand_layer_alone(toy_rig):
             assert names[f"{side}_hand"].image[y, x, 3] > 0
             assert names[f"{side}_upper"].image[y, x, 3] == 0
             assert names[f"{side}_fore"].image[y, x, 3] == 0
+
+
+def test_texture_fill_prefers_the_pattern_to_a_flat_patch_of_its_mean_colour():
+    from pose2video.masks import texture_fill
+
+    yy, xx = np.mgrid[0:96, 0:200]
+    # a checker (a patterned jacket) beside a flat area of its mean colour (a plain blouse)
+    img = np.where(xx < 130, ((xx // 7 + yy // 7) % 2) * 200 + 20, 120)
+    img = np.dstack([img] * 3).astype(np.uint8)
+    hole = np.zeros((96, 200), bool)
+    hole[8:88, 56:72] = True  # a long strip: where a forearm lay on the jacket
+    blur = np.full((96, 200, 3), 120.0, np.float32)
+    out = texture_fill(img, hole, ~hole, blur)
+    assert out[hole].std() > 60  # the pattern, not the flat patch (nor the flat fallback)
+    assert np.abs(out[hole] - img[hole]).mean() < 30  # in phase with the pattern around it
+    np.testing.assert_array_equal(out[~hole], blur[~hole])
