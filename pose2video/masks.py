@@ -136,7 +136,69 @@ def arm_mask(image: np.ndarray | None, ref: np.ndarray, ref_ok: np.ndarray, side
     out &= capsules(ref, ref_ok, side, size_hw, 1.45 * r, 0.5 * r, cut=False).astype(np.uint8)
     if person is not None:
         out &= (person > 0.3).astype(np.uint8)
-    return _connected_to(smooth_mask(out.astype(bool), 0.15 * r), core)
+    # cloth over the bone was forced in by the core; the components still joined to it stay
+    out = _drop_clothes(image, smooth_mask(out.astype(bool), 0.15 * r), ref, ref_ok, side, r,
+                        size_hw)
+    return _connected_to(out, core)
+
+
+def _colour_centres(lab: np.ndarray, k: int) -> np.ndarray | None:
+    """(k, 3) k-means centres of the (N, 3) float32 Lab samples (deterministic), or None."""
+    import cv2
+
+    if len(lab) < 4 * k:
+        return None
+    cv2.setRNGSeed(0)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    _, _, centres = cv2.kmeans(np.ascontiguousarray(lab[:: max(len(lab) // 4000, 1)]), k, None,
+                               crit, 2, cv2.KMEANS_PP_CENTERS)
+    return centres
+
+
+def _drop_clothes(image: np.ndarray, arm: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray,
+                  side: str, r: float, size_hw: tuple[int, int], ratio: float = 0.5,
+                  far: float = 20.0) -> np.ndarray:
+    """``arm`` (H, W) bool without the patches at its edge that look like the torso's clothes and
+    not like the forearm: a ruffle or a strap lying over the upper arm's bone is forced into the
+    arm by its core and would travel with it (the demo's grey ruffle tips rode on her elbow, a
+    strip of the shorts on her forearm). Colour models: k-means (4 centres, CIELAB) of the
+    forearm's core (its bone, 0.3 r) and of the torso's core; clothes centres within ``far`` of a
+    forearm centre are dropped from the clothes model (a sleeve of the jacket's own cloth, bare
+    skin at the waist: nothing tells arm and body apart there). A pixel goes when it is ``far``
+    (CIELAB units) from every forearm centre and nearer than ``ratio`` x that to a clothes centre;
+    only patches (a 3x3 opening) that touch the arm's edge, so no hole opens inside a moving arm.
+    """
+    import cv2
+
+    s_i, e_i, w_i = SIDES[side][:3]
+    if not (ref_ok[e_i] and ref_ok[w_i]):
+        return arm
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    fore = np.zeros(size_hw, np.uint8)
+    cv2.line(fore, tuple(int(v) for v in np.round(ref[e_i])),
+             tuple(int(v) for v in np.round(ref[w_i])), 1, max(int(round(0.6 * r)), 1))
+    fore_px = lab[(fore > 0) & arm]
+    torso = _torso_core(ref, ref_ok, size_hw) & ~head_zone(ref, ref_ok, size_hw)
+    a_c = _colour_centres(fore_px, 4)
+    c_c = _colour_centres(lab[torso], 4)
+    if a_c is None or c_c is None:
+        return arm
+    # clothes colours the forearm also shows (a sleeve of the same cloth, bare skin at the waist)
+    # are not evidence of clothes
+    c_c = c_c[np.linalg.norm(c_c[:, None] - a_c[None], axis=-1).min(1) > far]
+    if len(c_c) == 0:
+        return arm
+    ys, xs = np.nonzero(arm)
+    px = lab[ys, xs]
+    d_a = np.linalg.norm(px[:, None] - a_c[None], axis=-1).min(1)
+    d_c = np.linalg.norm(px[:, None] - c_c[None], axis=-1).min(1)
+    drop = np.zeros(size_hw, np.uint8)
+    drop[ys, xs] = (d_c < ratio * d_a) & (d_a > far)
+    # a patch of cloth, not single pixels (a dark fleck on a finger, a bracelet's glint), at the
+    # arm's edge: a hole inside the arm would let the fill show through the moving arm
+    drop = cv2.morphologyEx(drop, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    edge = drop & (cv2.dilate((~arm).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    return arm & ~_connected_to(drop, edge)
 
 
 FINGER_BONES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),

@@ -530,3 +530,48 @@ def test_texture_fill_prefers_the_pattern_to_a_flat_patch_of_its_mean_colour():
     assert out[hole].std() > 60  # the pattern, not the flat patch (nor the flat fallback)
     assert np.abs(out[hole] - img[hole]).mean() < 30  # in phase with the pattern around it
     np.testing.assert_array_equal(out[~hole], blur[~hole])
+
+
+def _bare_arm_scene(arm_rgb):
+    """A grey top, a hanging left arm of colour ``arm_rgb``, a ruffle of the top over its upper
+    arm near the elbow; returns image, keypoints, ok, the arm's capsule (ruffle included) and the
+    ruffle."""
+    import cv2
+
+    from pose2video.masks import arm_radius, capsules
+
+    rng = np.random.default_rng(0)
+    kp = make_reference_keypoints(H, W)
+    ref, ok = kp[:, :2].astype(np.float64), kp[:, 2] >= 0.3
+    img = np.full((H, W, 3), 245, np.uint8)
+    quad = np.round(ref[[K.LEFT_SHOULDER, K.RIGHT_SHOULDER, K.RIGHT_HIP, K.LEFT_HIP]]).astype(
+        np.int32)
+    cv2.fillConvexPoly(img, quad, (110, 100, 115))
+    r = arm_radius(ref)
+    arm = capsules(ref, ok, "l", (H, W), 1.15 * r, 0.25 * r)
+    img[arm] = arm_rgb
+    e = ref[K.LEFT_ELBOW]
+    ruffle = np.zeros((H, W), bool)
+    ruffle[int(e[1] - 2.5 * r):int(e[1] - 0.5 * r), int(e[0] - 2.5 * r):int(e[0] + 0.2 * r)] = True
+    ruffle &= arm
+    img[ruffle] = (110, 100, 115)
+    img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    return img, ref, ok, arm, ruffle, r
+
+
+def test_a_ruffle_over_a_bare_upper_arm_does_not_travel_with_it():
+    from pose2video.masks import arm_mask
+
+    img, ref, ok, arm, ruffle, r = _bare_arm_scene((225, 175, 150))  # bare skin
+    out = arm_mask(img, ref, ok, "l")
+    assert ruffle.sum() > 20
+    # the cloth over the bone leaves the arm (GrabCut alone kept 78 of its 80 pixels)
+    assert (ruffle & out).sum() <= 0.2 * ruffle.sum()
+    assert (arm & ~ruffle & out).sum() >= 0.95 * (arm & ~ruffle).sum()  # the skin stays
+
+
+def test_a_sleeve_of_the_tops_own_cloth_stays_whole():
+    from pose2video.masks import _drop_clothes
+
+    img, ref, ok, arm, _, r = _bare_arm_scene((110, 100, 115))  # a sleeve: the top's colour
+    np.testing.assert_array_equal(_drop_clothes(img, arm, ref, ok, "l", r, (H, W)), arm)
