@@ -67,6 +67,7 @@ class TrainConfig:
     score_weight: float = 0.1  # weight of the score-head BCE
     velocity_weight: float = 0.0  # weight of the frame-difference (velocity) loss on x0 (0: off)
     init_from: str = ""  # fine-tune from this pipeline folder (its weights and motion stats); "": scratch
+    ref_start: float = 0.0  # share of windows whose reference is their own first frame (PoseWindowDataset)
     stats_items: int = 1000  # training clips used for the motion mean / std
     log_every: int = 50  # steps between log lines
     save_every: int = 500  # steps between resumable checkpoints

@@ -62,6 +62,7 @@ class DistillConfig:
     pairs: int = 1024  # teacher samples generated once per run
     pair_batch: int = 32  # windows per teacher sampling call
     window: int | None = None  # frames per window (None: the teacher's sampling window)
+    ref_start: float = 0.0  # share of windows whose reference is their own first frame (PoseWindowDataset)
     par: ParConfig = field(default_factory=ParConfig)
     score_weight: float = 0.1  # weight of the score-head BCE
     batch_size: int = 16
@@ -193,7 +194,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
         echo(f"reusing {pairs_path}")
     else:
         ds = PoseWindowDataset(cfg.data, "train", window=window, feature_cfg=teacher.features,
-                               augment=False, seed=cfg.seed)
+                               augment=False, seed=cfg.seed, ref_start=cfg.ref_start)
         if len(ds) == 0:
             raise DataError(f"{cfg.data}: no training windows of {window} frames")
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)

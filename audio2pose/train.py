@@ -170,7 +170,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
     ckdir = out / "checkpoints"
     # the data is checked before the run folder is written: a bad --data leaves nothing behind
     ds = PoseWindowDataset(cfg.data, "train", window=cfg.window, feature_cfg=cfg.features,
-                           augment=False, seed=cfg.seed)
+                           augment=False, seed=cfg.seed, ref_start=cfg.ref_start)
     clips = ds.clips
     if len(ds) < cfg.batch_size:
         raise DataError(f"{cfg.data}: {len(ds)} training windows of {cfg.window} frames, fewer "

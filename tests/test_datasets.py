@@ -111,3 +111,23 @@ def test_missing_video(copy):
     with pytest.raises(DataError, match="synth_00000: video .* not found"):
         VideoWindowDataset(copy, window=8)
     assert len(PoseWindowDataset(copy, window=20)) == 10  # the pose data does not need it
+
+
+def test_ref_start_makes_some_windows_start_at_their_own_reference(root):
+    plain = PoseWindowDataset(root, window=20, stride=10)
+    every = PoseWindowDataset(root, window=20, stride=10, ref_start=1.0, seed=4)
+    half = PoseWindowDataset(root, window=20, stride=10, ref_start=0.5, seed=4)
+    clip_ref = torch.from_numpy(plain.clips[0].ref)
+    mid = [i for i, (_, s) in enumerate(plain.windows) if s > 0]
+    for i, (_, s) in enumerate(plain.windows):
+        assert torch.equal(plain[i]["ref"], torch.from_numpy(plain.clips[plain.windows[i][0]].ref))
+        if s > 0:  # the window's own first frame (the synthetic clips have reliable anchors)
+            assert torch.equal(every[i]["ref"], every[i]["poses"][0])
+        else:  # frame 0 keeps the clip's clean reference
+            assert torch.equal(every[i]["ref"], torch.from_numpy(every.clips[every.windows[i][0]].ref))
+    took = [torch.equal(half[i]["ref"], half[i]["poses"][0]) for i in mid]
+    assert 0 < sum(took) < len(mid)  # a share, drawn from the seed
+    assert took == [torch.equal(half[i]["ref"], half[i]["poses"][0]) for i in mid]
+    assert not torch.equal(every[mid[0]]["ref"], clip_ref)
+    with pytest.raises(ValueError, match="ref_start"):
+        PoseWindowDataset(root, window=20, ref_start=1.5)

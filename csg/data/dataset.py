@@ -38,6 +38,17 @@ def _load_split(root, split: str, window: int, what: str) -> list[Clip]:
     return clips
 
 
+ANCHOR_POINTS = (5, 6, 11, 12)
+"""Shoulders and hips (COCO-WholeBody): what stage 1 anchors its coordinates on."""
+
+
+def _same_anchors(frame: np.ndarray, ref: np.ndarray, reliable: float = 0.3) -> bool:
+    """Whether ``frame`` (133, 3) has reliable shoulders and the reference's reliable hips."""
+    a = np.asarray(ANCHOR_POINTS)
+    return bool((frame[a[:2], 2] > reliable).all()
+                and ((frame[a, 2] > reliable) == (ref[a, 2] > reliable)).all())
+
+
 class PoseWindowDataset(Dataset):
     """Audio-feature / pose windows for stage 1.
 
@@ -47,10 +58,17 @@ class PoseWindowDataset(Dataset):
     see :mod:`csg.data.mix`, else all ones), ``clip_id`` str, ``start`` int. ``stride`` defaults to ``window // 2``. With ``augment`` the
     clip's audio is augmented (:func:`csg.data.augment.augment_audio`) with a generator seeded by
     ``(seed, epoch, index)`` before the features are computed (``set_epoch`` changes the draw).
+
+    ``ref_start``: the share of windows (starting after frame 0) whose ``ref`` is their own first
+    frame instead of the clip's reference, drawn from ``(seed, epoch, index)``: the corpus starts
+    every clip at rest, while a real photo is often mid-gesture, and a model that only ever saw
+    rest references adds the corpus's rise to any photo (docs/audio2pose.md, "Hand height"). Only
+    frames whose shoulders and hips are as reliable as the reference's qualify (the same anchors
+    then normalise the window).
     """
 
     def __init__(self, root, split: str = "train", *, window: int = 80, stride: int | None = None,
-                 feature_cfg=None, augment: bool = False, seed: int = 0):
+                 feature_cfg=None, augment: bool = False, seed: int = 0, ref_start: float = 0.0):
         from ..features import AudioFeatureConfig
 
         if window < 1:
@@ -59,6 +77,9 @@ class PoseWindowDataset(Dataset):
         self.stride = int(stride or max(1, window // 2))
         self.feature_cfg = feature_cfg or AudioFeatureConfig()
         self.augment, self.seed, self.epoch = augment, int(seed), 0
+        if not 0.0 <= ref_start <= 1.0:
+            raise ValueError(f"ref_start must be in [0, 1], got {ref_start}")
+        self.ref_start = float(ref_start)
         self.clips = _load_split(root, split, self.window, "pose")
         from .mix import load_loss_mask
 
@@ -99,9 +120,14 @@ class PoseWindowDataset(Dataset):
         else:
             feats = self.features(c)
         w = slice(s, s + self.window)
+        ref = clip.ref
+        if s > 0 and self.ref_start > 0 and \
+                np.random.default_rng([self.seed, self.epoch, index, 1]).random() < self.ref_start \
+                and _same_anchors(clip.poses[s], clip.ref):
+            ref = clip.poses[s]  # a reference mid-motion: the window starts where the photo is
         return {"audio": torch.from_numpy(np.ascontiguousarray(feats[w])),
                 "poses": torch.from_numpy(np.ascontiguousarray(clip.poses[w])),
-                "ref": torch.from_numpy(clip.ref.copy()),
+                "ref": torch.from_numpy(ref.copy()),
                 "loss_mask": torch.from_numpy(self.loss_masks[c].copy()),
                 "clip_id": clip.record.id, "start": s}
 
