@@ -49,6 +49,17 @@ def _same_anchors(frame: np.ndarray, ref: np.ndarray, reliable: float = 0.3) -> 
                 and ((frame[a, 2] > reliable) == (ref[a, 2] > reliable)).all())
 
 
+def _mid_reference(frame: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(133, 3) the window's first ``frame`` as a reference, with the clip reference's face moved
+    onto it (by the nose tip): the body and hands mid-gesture, the face at rest - a frame mid-word
+    has an open mouth, and the mouth is read relative to the reference's."""
+    out = np.array(frame, np.float32, copy=True)
+    nose = 23 + 30  # iBUG 31, the nose tip
+    out[23:91, :2] = ref[23:91, :2] + (frame[nose, :2] - ref[nose, :2])
+    out[23:91, 2] = ref[23:91, 2]
+    return out
+
+
 class PoseWindowDataset(Dataset):
     """Audio-feature / pose windows for stage 1.
 
@@ -62,9 +73,10 @@ class PoseWindowDataset(Dataset):
     ``ref_start``: the share of windows (starting after frame 0) whose ``ref`` is their own first
     frame instead of the clip's reference, drawn from ``(seed, epoch, index)``: the corpus starts
     every clip at rest, while a real photo is often mid-gesture, and a model that only ever saw
-    rest references adds the corpus's rise to any photo (docs/audio2pose.md, "Hand height"). Only
-    frames whose shoulders and hips are as reliable as the reference's qualify (the same anchors
-    then normalise the window).
+    rest references adds the corpus's rise to any photo (docs/audio2pose.md, "Hand height"). The
+    face stays the clip reference's, moved onto the frame (:func:`_mid_reference`). Only frames
+    whose shoulders and hips are as reliable as the reference's qualify (the same anchors then
+    normalise the window).
     """
 
     def __init__(self, root, split: str = "train", *, window: int = 80, stride: int | None = None,
@@ -124,7 +136,7 @@ class PoseWindowDataset(Dataset):
         if s > 0 and self.ref_start > 0 and \
                 np.random.default_rng([self.seed, self.epoch, index, 1]).random() < self.ref_start \
                 and _same_anchors(clip.poses[s], clip.ref):
-            ref = clip.poses[s]  # a reference mid-motion: the window starts where the photo is
+            ref = _mid_reference(clip.poses[s], clip.ref)
         return {"audio": torch.from_numpy(np.ascontiguousarray(feats[w])),
                 "poses": torch.from_numpy(np.ascontiguousarray(clip.poses[w])),
                 "ref": torch.from_numpy(ref.copy()),
