@@ -87,10 +87,13 @@ def _torso_core(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int]) -
 
 
 def arm_mask(image: np.ndarray | None, ref: np.ndarray, ref_ok: np.ndarray, side: str,
-             person: np.ndarray | None = None, iterations: int = 3) -> np.ndarray:
+             person: np.ndarray | None = None, iterations: int = 3,
+             cloth: np.ndarray | None = None) -> np.ndarray:
     """(H, W) bool pixels of one arm (upper arm, forearm, hand) on the photo.
 
     image: (H, W, 3) uint8 RGB or None (capsules only); person: (H, W) probability or None.
+    cloth: an optional (H, W) bool array, set to the clothes found lying over the arm (see
+    :func:`_drop_clothes`; in front of the arm, so not part of it).
     """
     import cv2
 
@@ -137,9 +140,11 @@ def arm_mask(image: np.ndarray | None, ref: np.ndarray, ref_ok: np.ndarray, side
     if person is not None:
         out &= (person > 0.3).astype(np.uint8)
     # cloth over the bone was forced in by the core; the components still joined to it stay
-    out = _drop_clothes(image, smooth_mask(out.astype(bool), 0.15 * r), ref, ref_ok, side, r,
-                        size_hw)
-    return _connected_to(out, core)
+    whole = smooth_mask(out.astype(bool), 0.15 * r)
+    kept = _drop_clothes(image, whole, ref, ref_ok, side, r, size_hw)
+    if cloth is not None:
+        cloth[:] = whole & ~kept
+    return _connected_to(kept, core)
 
 
 def _colour_centres(lab: np.ndarray, k: int) -> np.ndarray | None:

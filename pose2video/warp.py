@@ -15,7 +15,7 @@ the photo unchanged (bit-exact).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
@@ -72,6 +72,8 @@ class WarpRig:
     fill: np.ndarray  # (H, W, 3) the photo with the arms inpainted (masks.arm_free_base)
     plate: np.ndarray | None = None  # (H, W, 3) the photo with the person inpainted, or None
     person: np.ndarray | None = None  # (H, W) uint8 the skeleton's person (alpha over the plate)
+    cloth: list[Layer] = field(default_factory=list)  # clothes over each arm (base mesh, RGBA),
+    # drawn after the arms
     # derived (__post_init__): 4-channel images for cv2's fast remap path, cv2 masks, samples
     base4: np.ndarray | None = None  # (H, W, 4) photo + person alpha (255 without a plate)
     fill4: np.ndarray | None = None  # (H, W, 4) fill + hole union
@@ -124,9 +126,17 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
     arms, union = [], np.zeros(size_hw, np.float32)
     grow = max(int(round(0.3 * r)), 1)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    cloth = []  # per arm, the clothes lying over it: in front of it, moving with the body
     for side in sides:
         hz = hand_zone(ref, ref_ok, side, size_hw, r, person)
-        m = arm_mask(image, ref, ref_ok, side, person) | hz
+        over = np.zeros(size_hw, bool)
+        m = arm_mask(image, ref, ref_ok, side, person, cloth=over) | hz
+        over &= ~m
+        arm_image = image
+        if over.any():  # the arm goes on under the cloth: its own colour there, drawn behind it
+            m |= over
+            arm_image = _continue_arm(image, m & ~over, over, r)
+            cloth.append((side, over))
         alpha = soft_alpha(m, feather)  # fades inside the mask: no background travels along
         hole = soft_alpha(cv2.dilate(m.astype(np.uint8), disk) > 0, 1.5)
         hole = np.maximum(hole, (alpha > 0).astype(np.float32))
@@ -159,7 +169,7 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
             inside = mesh.rasterize(layer.src, layer.tris, np.arange(len(layer.tris)),
                                     (0, size_hw[0], 0, size_hw[1])) >= 0
             h_part = hole * w_part * inside
-            layer.image = np.dstack([image, _u8(a * inside)])
+            layer.image = np.dstack([arm_image, _u8(a * inside)])
             layer.hole = _u8(h_part)
             # draw only triangles with something to show: the others add nothing but area
             has = (layer.image[..., 3] > 0) | (layer.hole > 0)
@@ -182,8 +192,36 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
     style = mouth_style(image, ref, ref_ok) if config.mouth else None
     ys, xs = np.nonzero(union > 0)
     hole_box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else None
+    front = []  # drawn last, moving with the body: the arm passes behind them
+    for side, part in cloth:  # one layer per arm: a narrow box each (one for both spans the body)
+        lay = Layer(f"{side}_cloth", base.src, base.weights, base.key, base.tris, base.order,
+                    np.dstack([image, part.astype(np.uint8) * 255]),
+                    hole=np.zeros(size_hw, np.uint8))
+        lay.order = lay.order[_content_triangles(lay, part)[lay.order]]
+        lay.samples = _content_samples(lay, part)
+        ys, xs = np.nonzero(part)
+        lay.rest_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+        front.append(lay)
     return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, ~zone, hole_box, fill,
-                   plate, alpha_p)
+                   plate, alpha_p, front)
+
+
+def _continue_arm(image: np.ndarray, arm: np.ndarray, over: np.ndarray, r: float) -> np.ndarray:
+    """``image`` with the ``over`` pixels (cloth in front of the arm) filled from the ``arm``
+    pixels only (Telea, everything else unknown): what the arm layer shows there once it has
+    moved out from behind the cloth."""
+    import cv2
+
+    ys, xs = np.nonzero(over)
+    pad = int(np.ceil(2 * r)) + 2
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, image.shape[0])
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, image.shape[1])
+    unknown = (~arm[y0:y1, x0:x1]).astype(np.uint8)
+    crop = cv2.inpaint(np.ascontiguousarray(image[y0:y1, x0:x1]), unknown, 3, cv2.INPAINT_TELEA)
+    out = image.copy()
+    sub = over[y0:y1, x0:x1]
+    out[y0:y1, x0:x1][sub] = crop[sub]
+    return out
 
 
 def _content_triangles(layer: Layer, content: np.ndarray, margin: int = 2) -> np.ndarray:
@@ -290,8 +328,10 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
 
     Compositing: the base layer (photo, fill, hole union) is warped; the arm layers are warped
     with their holes; ``h = hole_base * (1 - union of the arm holes)`` is where an arm has left,
-    and there the fill replaces the photo; then the arms are drawn over, forearms last. Outside
-    the person zone the base is the photo itself. All of it works on the boxes of what moved.
+    and there the fill replaces the photo; then the arms are drawn over, forearms last, and last
+    the clothes found lying over an arm (``rig.cloth``, moving with the body: a ruffle stays in
+    front of the upper arm it covered, which goes on under it in its own colour). Outside the
+    person zone the base is the photo itself. All of it works on the boxes of what moved.
     """
     import cv2
 
@@ -336,6 +376,11 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
             out[y0:y1, x0:x1] = cv2.blendLinear(np.ascontiguousarray(fill), crop, keep,
                                                 1.0 - keep)
         for lay in layers:
+            if lay is not None:
+                _composite(out, lay[0], lay[1])
+        for front in rig.cloth:  # a ruffle over the upper arm stays in front of it
+            lay = _cached(cache, front.name, dst,
+                          lambda f=front: _warp_layer(f, dst, rig.size_hw))
             if lay is not None:
                 _composite(out, lay[0], lay[1])
     if rig.mouth is not None:

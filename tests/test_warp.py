@@ -575,3 +575,26 @@ def test_a_sleeve_of_the_tops_own_cloth_stays_whole():
 
     img, ref, ok, arm, _, r = _bare_arm_scene((110, 100, 115))  # a sleeve: the top's colour
     np.testing.assert_array_equal(_drop_clothes(img, arm, ref, ok, "l", r, (H, W)), arm)
+
+
+def test_cloth_over_an_arm_stays_in_front_and_the_arm_is_whole_when_it_moves():
+    img, ref, ok, arm, ruffle, r = _bare_arm_scene((225, 175, 150))
+    kp = make_reference_keypoints(H, W)
+    rig = build_rig(img, PoseSequence(kp[None], fps=25.0, width=W, height=H), WarpConfig())
+    assert rig.cloth
+    cloth = np.any([lay.image[..., 3] > 0 for lay in rig.cloth], axis=0)
+    assert (cloth & ruffle).sum() >= 0.8 * ruffle.sum() and not (cloth & ~ruffle).any()
+    np.testing.assert_array_equal(warp_frame(rig, kp), img)  # the photo's pose: the photo
+    moved = kp.copy()
+    dx = 2.0 * r  # the left elbow, wrist and hand out to the side; shoulders and torso stay
+    for j in [K.LEFT_ELBOW, K.LEFT_WRIST, *range(K.LEFT_HAND.start, K.LEFT_HAND.stop)]:
+        moved[j, 0] += dx
+    out = warp_frame(rig, moved).astype(int)
+    # the ruffle stays with the body, in front of everything
+    assert np.abs(out[ruffle] - img[ruffle].astype(int)).mean() < 12
+    # where the arm behind it went, skin (the arm continued under the cloth), not the wall
+    ys, xs = np.nonzero(ruffle)
+    e, s = ref[K.LEFT_ELBOW], ref[K.LEFT_SHOULDER]
+    shift = np.round(dx * (ys - s[1]) / (e[1] - s[1])).astype(int)  # the upper arm turns
+    landed = out[ys, np.clip(xs + shift, 0, W - 1)]
+    assert landed.mean(0)[2] < 200 and landed.mean(0)[0] > landed.mean(0)[2] + 30  # skin, not white
