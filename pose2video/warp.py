@@ -171,14 +171,7 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
             h_part = hole * w_part * inside
             layer.image = np.dstack([arm_image, _u8(a * inside)])
             layer.hole = _u8(h_part)
-            # draw only triangles with something to show: the others add nothing but area
-            has = (layer.image[..., 3] > 0) | (layer.hole > 0)
-            content = _content_triangles(layer, has)
-            layer.order = layer.order[content[layer.order]]
-            layer.samples = _content_samples(layer, has)
-            if has.any():  # the box of its content, for frames where it does not move
-                ys, xs = np.nonzero(has)
-                layer.rest_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+            _fit_to_content(layer, (layer.image[..., 3] > 0) | (layer.hole > 0))
             arms.append(layer)
             union = np.maximum(union, np.round(h_part * 255) / 255)
     plate = alpha_p = None
@@ -197,13 +190,21 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
         lay = Layer(f"{side}_cloth", base.src, base.weights, base.key, base.tris, base.order,
                     np.dstack([image, part.astype(np.uint8) * 255]),
                     hole=np.zeros(size_hw, np.uint8))
-        lay.order = lay.order[_content_triangles(lay, part)[lay.order]]
-        lay.samples = _content_samples(lay, part)
-        ys, xs = np.nonzero(part)
-        lay.rest_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+        _fit_to_content(lay, part)
         front.append(lay)
     return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, ~zone, hole_box, fill,
                    plate, alpha_p, front)
+
+
+def _fit_to_content(layer: Layer, has: np.ndarray) -> None:
+    """Restrict an overlay ``layer`` to its content ``has`` (H, W) bool, in place: draw only the
+    triangles with something to show (the others add nothing but area), its content points (its
+    box per frame) and the box of its content, for frames where it does not move."""
+    layer.order = layer.order[_content_triangles(layer, has)[layer.order]]
+    layer.samples = _content_samples(layer, has)
+    if has.any():
+        ys, xs = np.nonzero(has)
+        layer.rest_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
 
 
 def _continue_arm(image: np.ndarray, arm: np.ndarray, over: np.ndarray, r: float) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 from csg.data.dataset import PoseWindowDataset, VideoWindowDataset
 from csg.data.manifest import read_manifest, save_npz
 from csg.data.synth import SynthConfig, make_corpus
-from csg.errors import DataError
+from csg.errors import ConfigError, DataError
 
 H, W = 48, 64
 
@@ -134,5 +134,5 @@ def test_ref_start_makes_some_windows_start_at_their_own_reference(root):
     assert 0 < sum(took) < len(mid)  # a share, drawn from the seed
     assert took == [torch.equal(half[i]["ref"][:23], half[i]["poses"][0][:23]) for i in mid]
     assert not torch.equal(every[mid[0]]["ref"], clip_ref)
-    with pytest.raises(ValueError, match="ref_start"):
+    with pytest.raises(ConfigError, match="ref_start"):
         PoseWindowDataset(root, window=20, ref_start=1.5)

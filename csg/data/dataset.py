@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from .. import keypoints as K
+from ..errors import ConfigError, DataError
 from .manifest import Clip, load_clip, read_manifest, select
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,14 @@ def _load_split(root, split: str, window: int, what: str) -> list[Clip]:
     return clips
 
 
-ANCHOR_POINTS = (5, 6, 11, 12)
-"""Shoulders and hips (COCO-WholeBody): what stage 1 anchors its coordinates on."""
+ANCHOR_POINTS = np.array([K.LEFT_SHOULDER, K.RIGHT_SHOULDER, K.LEFT_HIP, K.RIGHT_HIP])
+"""Shoulders and hips: what stage 1 anchors its coordinates on."""
 
 
 def _same_anchors(frame: np.ndarray, ref: np.ndarray, reliable: float = 0.3) -> bool:
-    """Whether ``frame`` (133, 3) has reliable shoulders and the reference's reliable hips."""
-    a = np.asarray(ANCHOR_POINTS)
+    """Whether ``frame`` (133, 3) has reliable shoulders and the reference's reliable hips
+    (``reliable``: stage 1's anchor threshold, ``audio2pose.normalize.RELIABLE``)."""
+    a = ANCHOR_POINTS
     return bool((frame[a[:2], 2] > reliable).all()
                 and ((frame[a, 2] > reliable) == (ref[a, 2] > reliable)).all())
 
@@ -54,9 +56,8 @@ def _mid_reference(frame: np.ndarray, ref: np.ndarray) -> np.ndarray:
     onto it (by the nose tip): the body and hands mid-gesture, the face at rest - a frame mid-word
     has an open mouth, and the mouth is read relative to the reference's."""
     out = np.array(frame, np.float32, copy=True)
-    nose = 23 + 30  # iBUG 31, the nose tip
-    out[23:91, :2] = ref[23:91, :2] + (frame[nose, :2] - ref[nose, :2])
-    out[23:91, 2] = ref[23:91, 2]
+    out[K.FACE, :2] = ref[K.FACE, :2] + (frame[K.NOSE_TIP, :2] - ref[K.NOSE_TIP, :2])
+    out[K.FACE, 2] = ref[K.FACE, 2]
     return out
 
 
@@ -90,7 +91,7 @@ class PoseWindowDataset(Dataset):
         self.feature_cfg = feature_cfg or AudioFeatureConfig()
         self.augment, self.seed, self.epoch = augment, int(seed), 0
         if not 0.0 <= ref_start <= 1.0:
-            raise ValueError(f"ref_start must be in [0, 1], got {ref_start}")
+            raise ConfigError(f"ref_start must be in [0, 1], got {ref_start}")
         self.ref_start = float(ref_start)
         self.clips = _load_split(root, split, self.window, "pose")
         from .mix import load_loss_mask
