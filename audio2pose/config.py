@@ -42,6 +42,21 @@ class SamplingConfig:
     one_euro_arms: bool = False  # One-Euro on elbows, wrists, hands only (head, face, torso unfiltered)
     mouth_scale: float = 1.0  # jaw and lip motion x this (audio2pose.postprocess.scale_mouth; 1: off)
     idle: float = 0.0  # gain of the corpus's head/torso process added to the output (0: off)
+    # reference hand directions seen in training, degrees (left lo, left hi, right lo, right hi); a
+    # photo's hand outside its range is turned into it for the network and the motion turned back
+    # (audio2pose.normalize.hand_turns); recorded by training; None: off
+    hand_range: tuple[float, ...] | None = None
+    # (shoulder-to-hip height, hip width) / shoulder width of the training references: a photo
+    # without hips gets hips there for the network's anchors (audio2pose.normalize.complete_hips);
+    # recorded by training; None: off
+    hips: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.hand_range is not None and len(self.hand_range) != 4:
+            raise ValueError(f"hand_range needs 4 angles (left lo, hi, right lo, hi), got "
+                             f"{list(self.hand_range)}")
+        if self.hips is not None and (len(self.hips) != 2 or min(self.hips) <= 0):
+            raise ValueError(f"hips needs 2 positive ratios (height, width), got {list(self.hips)}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class TrainConfig:
     velocity_weight: float = 0.0  # weight of the frame-difference (velocity) loss on x0 (0: off)
     init_from: str = ""  # fine-tune from this pipeline folder (its weights and motion stats); "": scratch
     ref_start: float = 0.0  # share of windows whose reference is their own first frame (PoseWindowDataset)
+    record_reference_frame: bool = True  # export sampling.hand_range / hips of the training refs
     stats_items: int = 1000  # training clips used for the motion mean / std
     log_every: int = 50  # steps between log lines
     save_every: int = 500  # steps between resumable checkpoints

@@ -96,3 +96,180 @@ def denormalize(z: np.ndarray, ref: np.ndarray) -> np.ndarray:
     for hand, wrist in _HAND_ROOTS:
         out[..., hand, :] = z[..., hand, :] * a.hand + out[..., wrist, None, :]
     return out.astype(np.float32)
+
+
+# --- the reference hands' in-plane direction ------------------------------------------------------
+#
+# The network reads each reference hand's finger layout. The corpus's reference hands all hang
+# from a rest pose (fingers pointing down and out); a real speaker's photo often shows a hand held
+# in front of the body with the fingers up, which the network only ever saw mid-gesture, so it
+# raised the arms of every such photo (docs/audio2pose.md, "Hand direction"). The functions below
+# turn a reference hand whose direction lies outside the range seen in training to the nearest edge
+# of that range for the network, and turn the generated hand motion back by the same angle, so the
+# output keeps the photo's own hand: out = ref_hand + R(-a) delta (the generated change, turned).
+
+HAND_KNUCKLE = 9
+"""Index of the middle finger's knuckle (MCP) within a 21-point hand; with the hand root it gives
+the hand's direction."""
+_HANDS = (K.LEFT_HAND, K.RIGHT_HAND)
+
+
+def hand_directions(rel: np.ndarray) -> np.ndarray:
+    """(..., 2) direction in degrees of each hand (left, right) of reference-relative poses.
+
+    rel: (..., 133, 2) as :func:`normalize` returns (hands relative to their own wrist). The
+    direction is ``atan2(dy, dx)`` of the middle knuckle from the hand root, in image axes (y down:
+    90 = fingers pointing straight down, -90 = straight up)."""
+    rel = np.asarray(rel, np.float64)
+    out = []
+    for h in _HANDS:
+        d = rel[..., h, :][..., HAND_KNUCKLE, :] - rel[..., h, :][..., 0, :]
+        out.append(np.degrees(np.arctan2(d[..., 1], d[..., 0])))
+    return np.stack(out, axis=-1)
+
+
+def _wrap(deg: np.ndarray) -> np.ndarray:
+    """Angles in degrees to (-180, 180]."""
+    return -((-np.asarray(deg, np.float64) + 180.0) % 360.0 - 180.0)
+
+
+def direction_range(directions: np.ndarray, q: float = 10.0) -> np.ndarray:
+    """(lo, hi) degrees of the q-th and (100-q)-th percentiles of directions (N,), on the circle.
+
+    Percentiles are taken of the offsets from the circular mean, so a range across +-180 works.
+    ``lo`` may exceed ``hi`` after wrapping; :func:`hand_turns` reads the range from lo counter-
+    clockwise (increasing angle) to hi."""
+    d = np.asarray(directions, np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        raise ValueError("no hand directions to take a range of")
+    mean = np.degrees(np.arctan2(np.sin(np.radians(d)).mean(), np.cos(np.radians(d)).mean()))
+    off = _wrap(d - mean)
+    return _wrap(mean + np.percentile(off, [q, 100.0 - q]))
+
+
+def hand_turns(rel: np.ndarray, scores: np.ndarray, ranges,
+               reliable: float = RELIABLE) -> np.ndarray:
+    """(2,) degrees to turn each reference hand by so that its direction falls in ``ranges``.
+
+    rel: (133, 2) reference-relative reference pose; scores: (133,); ranges: 4 numbers
+    (left lo, left hi, right lo, right hi) in degrees, each range read from lo counter-clockwise to
+    hi. A hand inside its range, or whose root or knuckle is not reliable, gets 0; one outside is
+    turned to the nearer edge (shortest way round)."""
+    ranges = np.asarray(ranges, np.float64).reshape(2, 2)
+    dirs = hand_directions(rel)
+    out = np.zeros(2)
+    for i, h in enumerate(_HANDS):
+        idx = np.arange(133)[h]
+        unreliable = (np.asarray(scores)[idx[[0, HAND_KNUCKLE]]] <= reliable).any()
+        if unreliable or not np.isfinite(dirs[i]):
+            continue
+        lo, hi = ranges[i]
+        width = (hi - lo) % 360.0
+        if (dirs[i] - lo) % 360.0 <= width:
+            continue
+        to_lo, to_hi = _wrap(lo - dirs[i]), _wrap(hi - dirs[i])
+        out[i] = to_lo if abs(to_lo) <= abs(to_hi) else to_hi
+    return out
+
+
+def turn_hands(rel: np.ndarray, degrees, shift=None) -> np.ndarray:
+    """Move each hand of reference-relative poses (..., 133, 2) into its canonical frame: minus
+    ``shift`` (2, 2) (the reference hand root's offset from the body wrist; None: 0), then turned
+    about the wrist by ``degrees`` (left, right), counter-clockwise in image axes (the direction
+    grows by that angle). Body and face are returned unchanged. :func:`unturn_hands` inverts it."""
+    out = np.array(rel, np.float64, copy=True)
+    shift = np.zeros((2, 2)) if shift is None else np.asarray(shift, np.float64).reshape(2, 2)
+    for h, a, d in zip(_HANDS, np.asarray(degrees, np.float64).reshape(2), shift):
+        c, s = np.cos(np.radians(a)), np.sin(np.radians(a))
+        out[..., h, :] = (out[..., h, :] - d) @ np.array([[c, -s], [s, c]]).T
+    return out.astype(np.asarray(rel).dtype)
+
+
+def unturn_hands(rel: np.ndarray, degrees, shift=None) -> np.ndarray:
+    """Inverse of :func:`turn_hands`: turned back by ``-degrees``, then plus ``shift``."""
+    out = np.array(rel, np.float64, copy=True)
+    shift = np.zeros((2, 2)) if shift is None else np.asarray(shift, np.float64).reshape(2, 2)
+    for h, a, d in zip(_HANDS, np.asarray(degrees, np.float64).reshape(2), shift):
+        c, s = np.cos(np.radians(-a)), np.sin(np.radians(-a))
+        out[..., h, :] = out[..., h, :] @ np.array([[c, -s], [s, c]]).T + d
+    return out.astype(np.asarray(rel).dtype)
+
+
+def hand_shifts(rel: np.ndarray, scores: np.ndarray, reliable: float = RELIABLE) -> np.ndarray:
+    """(2, 2) offset of each reliable reference hand's root from its body wrist (hand units; 0
+    for an unreliable hand). rel: (133, 2) reference-relative, scores (133,)."""
+    out = np.zeros((2, 2))
+    for i, h in enumerate(_HANDS):
+        root = np.arange(133)[h][0]
+        if np.asarray(scores)[root] > reliable and np.isfinite(rel[root]).all():
+            out[i] = rel[root]
+    return out
+
+
+def complete_hips(ref: np.ndarray, hips, reliable: float = RELIABLE) -> np.ndarray:
+    """A copy of reference ``ref`` (133, 3) with hips placed where the training references have
+    them when the photo shows none (an upper-body framing), so that :func:`reference_anchors` takes
+    the same torso centre and scale the network was trained with instead of the shoulder-only
+    fallback. hips: (shoulder-to-hip height, hip width) in shoulder widths; the hips go that far
+    below the shoulder midpoint, perpendicular to the shoulder line, with score 1. A reference with
+    reliable hips, or without reliable shoulders, is returned unchanged."""
+    out = np.array(ref, np.float32, copy=True)
+    sh, hp = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER], [K.LEFT_HIP, K.RIGHT_HIP]
+    if (out[sh, 2] <= reliable).any() or (out[hp, 2] > reliable).all():
+        return out
+    height, width = (float(v) for v in hips)
+    across = out[K.LEFT_SHOULDER, :2].astype(np.float64) - out[K.RIGHT_SHOULDER, :2]
+    sw = float(np.linalg.norm(across))
+    if sw < 1e-6:
+        return out
+    down = np.array([-across[1], across[0]]) / sw
+    down = -down if down[1] < 0 else down  # image y grows downwards
+    mid = out[sh, :2].astype(np.float64).mean(0) + down * height * sw
+    out[K.LEFT_HIP] = [*(mid + across * width / 2), 1.0]
+    out[K.RIGHT_HIP] = [*(mid - across * width / 2), 1.0]
+    return out
+
+
+def reference_frame(refs, q: float = 10.0, reliable: float = RELIABLE) -> dict:
+    """What the network saw of its references, for ``SamplingConfig``: ``hand_range`` (see
+    :func:`reference_hand_range`) and ``hips`` (median shoulder-to-hip height and hip width of the
+    references with reliable shoulders and hips, in shoulder widths; see :func:`complete_hips`)."""
+    refs = [np.asarray(r, np.float64) for r in refs]
+    ratios = []
+    for r in refs:
+        if (r[[K.LEFT_SHOULDER, K.RIGHT_SHOULDER, K.LEFT_HIP, K.RIGHT_HIP], 2] > reliable).all():
+            sw = np.linalg.norm(r[K.LEFT_SHOULDER, :2] - r[K.RIGHT_SHOULDER, :2])
+            if sw > 1e-6:
+                d = (r[[K.LEFT_HIP, K.RIGHT_HIP], :2].mean(0)
+                     - r[[K.LEFT_SHOULDER, K.RIGHT_SHOULDER], :2].mean(0))
+                ratios.append([np.linalg.norm(d) / sw,
+                               np.linalg.norm(r[K.LEFT_HIP, :2] - r[K.RIGHT_HIP, :2]) / sw])
+    if not ratios:
+        raise ValueError("no reference with reliable shoulders and hips")
+    hips = tuple(round(float(v), 3) for v in np.median(np.array(ratios), axis=0))
+    return {"hand_range": reference_hand_range(refs, q, reliable), "hips": hips}
+
+
+def reference_hand_range(refs, q: float = 10.0, reliable: float = RELIABLE) -> tuple[float, ...]:
+    """(left lo, left hi, right lo, right hi) degrees: :func:`direction_range` of the reliable
+    hands of reference skeletons ``refs`` (iterable of (133, 3) pixel + score), for
+    ``SamplingConfig.hand_range``. Raises ``ValueError`` when a side has no reliable hand."""
+    dirs: list[list[float]] = [[], []]
+    for ref in refs:
+        ref = np.asarray(ref, np.float64)
+        try:
+            rel = normalize(ref[:, :2], ref)
+        except ValueError:  # no reliable shoulders: no anchors
+            continue
+        d = hand_directions(rel)
+        for i, h in enumerate(_HANDS):
+            idx = np.arange(133)[h]
+            if (ref[idx[[0, HAND_KNUCKLE]], 2] > reliable).all() and np.isfinite(d[i]):
+                dirs[i].append(float(d[i]))
+    out: list[float] = []
+    for side, d in zip(("left", "right"), dirs):
+        if not d:
+            raise ValueError(f"no reliable {side} hand in the references")
+        out += [round(float(a), 1) for a in direction_range(np.array(d), q)]
+    return tuple(out)

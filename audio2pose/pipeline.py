@@ -22,7 +22,8 @@ from csg.outputs import atomic_write_text
 from csg.pose import PoseSequence
 
 from .config import SamplingConfig
-from .normalize import RELIABLE, denormalize, normalize, reference_anchors
+from .normalize import (RELIABLE, complete_hips, denormalize, hand_shifts, hand_turns,
+                        normalize, reference_anchors, turn_hands, unturn_hands)
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +171,9 @@ class Audio2PosePipeline:
         feats = audio_features(wav, SAMPLE_RATE, self.fps, T, self.features)
         dev = next(self.model.parameters()).device
         m = self.model
-        ref_rel = torch.from_numpy(normalize(ref_kp[:, :2], ref_kp)).to(dev)
-        ref_in = torch.where(torch.from_numpy(ref_kp[:, 2:] > RELIABLE).to(dev), ref_rel, 0.0)
+        net_kp, ref_np, turns, shifts = self._network_reference(ref_kp)
+        ref_rel = torch.from_numpy(ref_np).to(dev)
+        ref_in = torch.where(torch.from_numpy(net_kp[:, 2:] > RELIABLE).to(dev), ref_rel, 0.0)
         first = m.standardize(torch.zeros_like(ref_rel))
         audio = torch.from_numpy(feats).to(dev)[None]
         bar = None
@@ -196,8 +198,9 @@ class Audio2PosePipeline:
         finally:
             if bar is not None:
                 bar.close()
-        rel = (m.destandardize(out.z0[0]) + ref_rel).float().cpu().numpy()
-        xy = savgol_smooth(denormalize(rel, ref_kp), s.savgol)
+        rel = unturn_hands((m.destandardize(out.z0[0]) + ref_rel).float().cpu().numpy(), turns,
+                           shifts)
+        xy = savgol_smooth(denormalize(rel, net_kp), s.savgol)
         scores = out.scores[0].float().cpu().numpy()
         scores = np.where(ref_kp[None, :, 2] > RELIABLE, scores, 0.0)  # absent in ref: absent
         xy[0], scores[0] = ref_kp[:, :2], ref_kp[:, 2]
@@ -216,11 +219,32 @@ class Audio2PosePipeline:
             meta["idle"] = s.idle
         if s.ease_in > 0:
             meta["ease_in"] = s.ease_in
+        if turns.any() or shifts.any():
+            meta["hand_frame"] = {"turn": [round(float(a), 1) for a in turns],
+                                  "shift": np.round(shifts, 3).tolist()}
+        if not np.array_equal(net_kp, ref_kp, equal_nan=True):
+            meta["hips_completed"] = True
         if seed is not None:
             meta["seed"] = int(seed)
         return PoseSequence(kps, fps=self.fps, width=ref.width, height=ref.height,
                             meta=meta).validate("generated poses")
 
+    def _network_reference(self, ref_kp: np.ndarray):
+        """The reference as the network is given it: ``(net_kp, rel, turns, shifts)``.
+
+        ``net_kp``: ``ref_kp`` with hips completed (``sampling.hips``, for an upper-body photo);
+        ``rel``: its reference-relative coordinates with each hand in its canonical frame
+        (``sampling.hand_range``: turned into the directions seen in training, root on the
+        wrist); ``turns`` (2,) degrees and ``shifts`` (2, 2) undo that on the output
+        (:func:`audio2pose.normalize.unturn_hands`). All identities when both options are off."""
+        s = self.sampling
+        net_kp = ref_kp if s.hips is None else complete_hips(ref_kp, s.hips)
+        rel = normalize(net_kp[:, :2], net_kp)
+        turns, shifts = np.zeros(2), np.zeros((2, 2))
+        if s.hand_range is not None:
+            turns = hand_turns(rel, net_kp[:, 2], s.hand_range)
+            shifts = hand_shifts(rel, net_kp[:, 2])
+        return net_kp, turn_hands(rel, turns, shifts), turns, shifts
 
     def _postprocess(self, xy: np.ndarray, ref_kp: np.ndarray, wav: np.ndarray, T: int,
                      generator) -> np.ndarray:

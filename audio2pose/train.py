@@ -155,6 +155,28 @@ def build_model(cfg: TrainConfig):
                             num_train_timesteps=cfg.diffusion.num_train_timesteps)
 
 
+def export_sampling(cfg: TrainConfig, clips, echo=logger.info):
+    """``cfg.sampling`` with ``hand_range`` and ``hips`` measured on the training references
+    (:func:`audio2pose.normalize.reference_frame`) where the config leaves them unset and
+    ``record_reference_frame`` is on; unchanged when the references show no hand or no hips."""
+    from dataclasses import replace
+
+    from .normalize import reference_frame
+
+    s = cfg.sampling
+    if not cfg.record_reference_frame or (s.hand_range is not None and s.hips is not None):
+        return s
+    try:
+        frame = reference_frame([c.ref for c in clips])
+    except ValueError as e:
+        echo(f"sampling.hand_range / hips not recorded: {e}")
+        return s
+    echo(f"reference frame of the training data: hand_range {frame['hand_range']}, "
+         f"hips {frame['hips']}")
+    return replace(s, hand_range=s.hand_range if s.hand_range is not None else frame["hand_range"],
+                   hips=s.hips if s.hips is not None else frame["hips"])
+
+
 def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
     """Run training; returns the exported ``OUT/final`` pipeline folder."""
     import yaml
@@ -228,8 +250,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:
     final = out / "final"
     if acc.is_main_process:
         net = acc.unwrap_model(model).float().eval()
-        Audio2PosePipeline(net, cfg.features, cfg.fps, cfg.sampling, name=out.name) \
-            .save_pretrained(final, dtype=cfg.export_dtype)
+        Audio2PosePipeline(net, cfg.features, cfg.fps, export_sampling(cfg, clips, echo),
+                           name=out.name).save_pretrained(final, dtype=cfg.export_dtype)
         echo(f"exported {final} after {step} steps, {log.minutes:.1f} min")
     return final
 

@@ -51,6 +51,113 @@ def test_reference_without_hips_uses_shoulders_and_without_shoulders_raises():
 
 
 # --- schedule and DDIM ------------------------------------------------------------------------
+# --- the reference hands' frame and missing hips -------------------------------------------------
+def _rel_ref(turn_left=0.0, turn_right=0.0):
+    from audio2pose.normalize import turn_hands
+
+    ref = make_reference_keypoints(480, 640)
+    return ref, turn_hands(normalize(ref[:, :2], ref), [turn_left, turn_right])
+
+
+def test_hand_directions_known_answer_and_turn_round_trip():
+    from audio2pose.normalize import hand_directions, turn_hands, unturn_hands
+
+    ref, rel = _rel_ref()
+    assert np.allclose(hand_directions(rel), [90.0, 90.0], atol=1e-4)  # fingers straight down
+    turned = turn_hands(rel, [-180.0, 45.0])  # left: straight up; right: down-left
+    assert np.allclose(hand_directions(turned), [-90.0, 135.0], atol=1e-4)
+    assert np.allclose(turned[K.BODY], rel[K.BODY]) and np.allclose(turned[K.FACE], rel[K.FACE])
+    shift = np.array([[0.3, -0.2], [0.0, 0.1]])
+    back = unturn_hands(turn_hands(rel, [-180.0, 45.0], shift), [-180.0, 45.0], shift)
+    assert np.allclose(back, rel, atol=1e-5)
+    # the shift moves the hand root onto the wrist before turning
+    moved = turn_hands(rel + 0.0, [0.0, 0.0], shift)
+    assert np.allclose(moved[K.LEFT_HAND] - rel[K.LEFT_HAND], -shift[0], atol=1e-6)
+
+
+def test_hand_turns_inside_outside_wrap_and_unreliable():
+    from audio2pose.normalize import hand_turns
+
+    ref, rel = _rel_ref()  # both hands at 90 degrees
+    assert np.allclose(hand_turns(rel, ref[:, 2], [60, 120, 80, 100]), 0)
+    # outside: to the nearer edge, the short way round
+    assert np.allclose(hand_turns(rel, ref[:, 2], [100, 170, 10, 80]), [10.0, -10.0])
+    # a range across +-180 (170 -> -170 counter-clockwise) and a hand pointing at 180
+    ref2, rel2 = _rel_ref(90.0, -70.0)  # left 180, right 20
+    assert np.allclose(hand_turns(rel2, ref2[:, 2], [170, -170, 0, 30]), [0.0, 0.0])
+    assert np.allclose(hand_turns(rel2, ref2[:, 2], [-160, -100, 30, 40]), [20.0, 10.0])
+    low = ref[:, 2].copy()
+    low[K.LEFT_HAND.start] = 0.1  # unreliable hand root: left untouched
+    assert np.allclose(hand_turns(rel, low, [100, 170, 10, 80]), [0.0, -10.0])
+
+
+def test_direction_range_on_the_circle():
+    from audio2pose.normalize import direction_range
+
+    d = np.r_[np.linspace(150, 180, 31), np.linspace(-179, -150, 30)]
+    lo, hi = direction_range(d, q=0)
+    assert np.isclose(lo, 150) and np.isclose(hi, -150)
+    lo, hi = direction_range(np.linspace(10, 90, 81), q=10)
+    assert np.isclose(lo, 18) and np.isclose(hi, 82)
+    with pytest.raises(ValueError):
+        direction_range(np.array([np.nan]))
+
+
+def test_complete_hips_known_answer_and_anchors():
+    from audio2pose.normalize import complete_hips, reference_frame
+
+    ref = make_reference_keypoints(480, 640)  # shoulders 96 px apart at y = 105.6
+    assert np.array_equal(complete_hips(ref, (1.5, 0.5)), ref)  # reliable hips: unchanged
+    upper = ref.copy()
+    upper[[K.LEFT_HIP, K.RIGHT_HIP], 2] = 0.0
+    done = complete_hips(upper, (1.5, 0.5))
+    assert np.allclose(done[K.LEFT_HIP], [320 + 24, 105.6 + 144, 1.0], atol=1e-3)
+    assert np.allclose(done[K.RIGHT_HIP], [320 - 24, 105.6 + 144, 1.0], atol=1e-3)
+    assert np.array_equal(np.delete(done, [K.LEFT_HIP, K.RIGHT_HIP], 0),
+                          np.delete(upper, [K.LEFT_HIP, K.RIGHT_HIP], 0))
+    a = reference_anchors(done)  # the torso anchors again, not the shoulder-only fallback
+    assert np.isclose(a.torso, 144.0, atol=1e-3)
+    # reference_frame gives back the hips of references built that way, and the hands' range
+    frame = reference_frame([complete_hips(upper, (1.4, 0.6)), complete_hips(upper, (1.6, 0.6))])
+    assert np.allclose(frame["hips"], (1.5, 0.6), atol=1e-3)
+    assert np.allclose(frame["hand_range"], (90, 90, 90, 90), atol=1e-3)
+    with pytest.raises(ValueError):
+        reference_frame([upper])  # no reference with hips
+
+
+def test_pipeline_network_reference_is_undone_on_the_output():
+    """Turning the photo's hands for the network and back leaves the photo's hand: the
+    reference frame's own output equals the reference (out = ref_hand + R(-a) delta, delta = 0)."""
+    from dataclasses import replace
+
+    from audio2pose.normalize import hand_directions, unturn_hands
+    from csg.pose import PoseSequence
+    from tests.test_audio2pose_model import speech, tiny_audio2pose
+
+    pipe = tiny_audio2pose()
+    ref, rel_up = _rel_ref(-180.0, 0.0)  # left hand pointing up: outside the range below
+    from audio2pose.normalize import denormalize
+
+    photo = ref.copy()
+    photo[:, :2] = denormalize(rel_up, ref)
+    photo[[K.LEFT_HIP, K.RIGHT_HIP], 2] = 0.0  # an upper-body photo
+    pipe.sampling = replace(pipe.sampling, hand_range=(60, 120, 60, 120), hips=(1.5, 0.6))
+    net_kp, rel, turns, shifts = pipe._network_reference(photo)
+    # -90 is 150 degrees from both edges; the tie goes to the lower edge
+    assert np.allclose(turns, [150.0, 0.0], atol=1e-3) and np.allclose(shifts, 0, atol=1e-6)
+    assert np.allclose(hand_directions(rel), [60.0, 90.0], atol=1e-3)
+    assert (net_kp[[K.LEFT_HIP, K.RIGHT_HIP], 2] == 1).all()
+    back = denormalize(unturn_hands(rel, turns, shifts), net_kp)
+    assert np.allclose(back[K.HANDS], photo[K.HANDS, :2], atol=1e-3)
+    out = pipe(speech(0.5), 16000, PoseSequence(photo[None], width=640, height=480), progress=False)
+    assert np.array_equal(out.keypoints[0], photo)  # frame 0 is the photo
+    assert (out.keypoints[:, [K.LEFT_HIP, K.RIGHT_HIP], 2] == 0).all()  # completed hips stay hidden
+    assert out.meta["hand_frame"]["turn"] == [150.0, 0.0] and out.meta["hips_completed"]
+    pipe.sampling = replace(pipe.sampling, hand_range=None, hips=None)  # off: identities
+    net_kp, rel, turns, shifts = pipe._network_reference(photo)
+    assert np.array_equal(net_kp, photo) and not turns.any() and not shifts.any()
+
+
 def test_cosine_schedule_matches_diffusers():
     from diffusers import DDIMScheduler
 

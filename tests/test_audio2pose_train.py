@@ -28,6 +28,24 @@ def test_coord_stats_per_region_std(tiny_corpus):
         assert torch.unique(std[g]).numel() == 1 and std[g][0, 0] > 0
 
 
+def test_export_sampling_records_the_reference_frame(tiny_corpus):
+    from dataclasses import replace
+
+    from audio2pose.config import SamplingConfig, TrainConfig
+    from audio2pose.normalize import reference_frame
+    from audio2pose.train import export_sampling
+
+    clips = [load_clip(tiny_corpus, r) for r in read_manifest(tiny_corpus)]
+    frame = reference_frame([c.ref for c in clips])
+    s = export_sampling(TrainConfig(), clips, echo=lambda m: None)
+    assert s.hand_range == frame["hand_range"] and s.hips == frame["hips"]
+    assert replace(s, hand_range=None, hips=None) == SamplingConfig()
+    kept = TrainConfig(sampling=SamplingConfig(hips=(1.0, 0.5)))
+    assert export_sampling(kept, clips, echo=lambda m: None).hips == (1.0, 0.5)
+    off = TrainConfig(record_reference_frame=False)
+    assert export_sampling(off, clips, echo=lambda m: None) == SamplingConfig()
+
+
 @pytest.mark.slow
 def test_train_tiny_exports_and_resumes(tiny_corpus, tmp_path):
     from csg.cli import main
@@ -46,6 +64,7 @@ def test_train_tiny_exports_and_resumes(tiny_corpus, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     pipe = Audio2PosePipeline.from_pretrained(out / "final")
+    assert pipe.sampling.hand_range is not None and pipe.sampling.hips is not None
     poses = pipe(np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 16000,
                  make_reference_pose(96, 128), progress=False)
     assert poses.num_frames == 25
