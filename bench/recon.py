@@ -21,6 +21,9 @@ the real one:
 - PCK@0.1 of the skeleton re-detected on the rendered frames (MediaPipe Holistic, every ``--every``-th
   frame) against the driving keypoints, per group: body (COCO 0-12), elbows, wrists, hands (the
   ``eval.pose_metrics.pck`` convention: alpha x the driving torso size, driving score > 0.3);
+- the same re-detection on the real frames (``--real-pck``): the ceiling this protocol allows,
+  since the detector disagrees with the clip's own keypoints on real video too (``pck_*_real``,
+  shown in brackets);
 - temporal flicker (mean |frame_t - frame_t-1| outside the union of the real person boxes; the real
   clip's own value beside it), and the background change against frame 0 there;
 - speed: ``prepare`` seconds once and rendered frames per second (wall clock, this machine).
@@ -204,6 +207,7 @@ def evaluate_clip(renderer: Any, path: Path, args: argparse.Namespace) -> dict[s
     flick = {"out": [0.0, 0], "real": [0.0, 0]}
     bg_change: list[float] = []
     kept: dict[int, np.ndarray] = {}
+    kept_real: dict[int, np.ndarray] = {}
     sheet: list[tuple[int, np.ndarray, np.ndarray, float]] = []
     prev: dict[str, np.ndarray | None] = {"out": None, "real": None}
     render_s, t, real = 0.0, 0, photo
@@ -234,6 +238,8 @@ def evaluate_clip(renderer: Any, path: Path, args: argparse.Namespace) -> dict[s
                                               - photo[bg].astype(np.int16)).mean()))
             if t in redetect_at:
                 kept[t] = out
+                if args.real_pck:
+                    kept_real[t] = real
             if t in sheet_at:
                 sheet.append((t, out, real, m["psnr"]))
             t += 1
@@ -261,6 +267,9 @@ def evaluate_clip(renderer: Any, path: Path, args: argparse.Namespace) -> dict[s
         s.update(pck_groups(det, kp[idx]))
         s["redetected_frames"] = len(idx)
         s["detection_rate"] = float((det[..., 2].max(axis=1) > 0).mean())
+        if kept_real:
+            det_r = detect_keypoints(np.stack([kept_real[i] for i in idx]))
+            s.update({f"{k}_real": v for k, v in pck_groups(det_r, kp[idx]).items()})
     if args.sheets is not None:
         ys, xs = np.nonzero(person_union)
         crop = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) if len(ys) else None
@@ -307,6 +316,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         if key == "flicker":
             return f"{r.get('flicker', float('nan')):.2f} ({r.get('flicker_real', float('nan')):.2f})"
         v = r.get(key)
+        if key.startswith("pck_") and r.get(f"{key}_real") is not None and v is not None:
+            return f"{fmt.format(v)} ({fmt.format(r[f'{key}_real'])})"
         if isinstance(v, float) and np.isinf(v):
             return "inf (exact)"
         return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
@@ -341,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--every", type=int, default=3,
                     help="re-detect every n-th rendered frame (0: no re-detection)")
+    ap.add_argument("--real-pck", action="store_true",
+                    help="also re-detect the real frames: the PCK ceiling of this protocol")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--sheets", type=Path, default=None,
                     help="folder for contact sheets (PNG, 8 frames, real over rendered)")

@@ -7,7 +7,8 @@ reference pixels to target pixels:
 - ``head``: similarity fit of the stable face points (skull moves rigidly with scale);
 - ``*_upper`` / ``*_fore`` / thigh / shin: :func:`pose2video.align.bone_transform` of the bone, so
   arms bend at the elbows and a foreshortened bone gets shorter, not thinner;
-- ``*_hand``: similarity fit of the palm (wrist and finger roots), the wrist weighted most.
+- ``*_hand``: similarity fit of the palm (wrist and finger roots), the wrist weighted most, its
+  turn against the forearm's limited (:data:`HAND_TWIST`).
 
 Mesh anchors are blends of these (linear blend skinning at the joints). Missing parts fall back to
 their parent, so a frame whose pose equals the reference gives identities everywhere.
@@ -29,6 +30,7 @@ SIDES = {"l": (K.LEFT_SHOULDER, K.LEFT_ELBOW, K.LEFT_WRIST, K.LEFT_HAND_ROOT, K.
                K.RIGHT_KNEE, K.RIGHT_ANKLE)}
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 HAND_SCALE_RANGE = (0.75, 1.33)  # hand similarity scale relative to the body scale
+HAND_TWIST = 45.0  # degrees a hand may turn against its forearm (WarpConfig.hand_twist)
 
 
 def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -49,24 +51,25 @@ def body_scale(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray, tgt_ok: np.
 
 
 def part_transforms(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray,
-                    tgt_ok: np.ndarray) -> np.ndarray:
+                    tgt_ok: np.ndarray, hand_twist: float | None = HAND_TWIST) -> np.ndarray:
     """(len(PARTS), 2, 3) reference->target affines for one target pose.
 
     ref, tgt: (133, 2) pixels; ref_ok, tgt_ok: (133,) bool visibility. Frames in a batch:
     :func:`part_transforms_batch`.
     """
-    return part_transforms_batch(ref, ref_ok, tgt[None], tgt_ok[None])[0]
+    return part_transforms_batch(ref, ref_ok, tgt[None], tgt_ok[None], hand_twist)[0]
 
 
 def part_transforms_batch(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray,
-                          tgt_ok: np.ndarray) -> np.ndarray:
+                          tgt_ok: np.ndarray, hand_twist: float | None = HAND_TWIST) -> np.ndarray:
     """(T, len(PARTS), 2, 3) reference->target affines for T target poses at once.
 
     ref: (133, 2), ref_ok: (133,); tgt: (T, 133, 2), tgt_ok: (T, 133). Per frame and part: the
     torso an affine fit of shoulders and hips (a similarity of the shoulders without hips), the
     head a similarity of the stable face points, bones :func:`bone_transform`, hands a clamped palm
-    similarity; a part whose points are missing takes its parent's transform, and a part whose
-    points did not move is exactly the identity. All of it vectorised over the frames.
+    similarity (turning at most ``hand_twist`` degrees against the forearm; None: free); a part
+    whose points are missing takes its parent's transform, and a part whose points did not move is
+    exactly the identity. All of it vectorised over the frames.
     """
     ref = np.asarray(ref, np.float64)
     tgt = np.asarray(tgt, np.float64)
@@ -97,7 +100,8 @@ def part_transforms_batch(ref: np.ndarray, ref_ok: np.ndarray, tgt: np.ndarray,
             if seen.any():
                 m = bone_transform(ref[i], ref[j], tgt[:, i], tgt[:, j], across=s)
                 out[seen, P[name]] = _snap(m, ref[[i, j]], tgt[:, [i, j]])[seen]
-        out[:, P[f"{side}_hand"]] = _hand(ref, tgt, ok, root, s, out[:, P[f"{side}_fore"]])
+        out[:, P[f"{side}_hand"]] = _hand(ref, tgt, ok, root, s, out[:, P[f"{side}_fore"]],
+                                          (e_i, w_i), hand_twist)
     return out
 
 
@@ -124,8 +128,14 @@ def _head(ref: np.ndarray, tgt: np.ndarray, ok: np.ndarray, fallback: np.ndarray
 
 
 def _hand(ref: np.ndarray, tgt: np.ndarray, ok: np.ndarray, root: int, s: np.ndarray,
-          fallback: np.ndarray) -> np.ndarray:
-    """Palm similarity, wrist-weighted, its scale clamped to HAND_SCALE_RANGE x body scale."""
+          fallback: np.ndarray, elbow_wrist: tuple[int, int] | None = None,
+          twist: float | None = None) -> np.ndarray:
+    """Palm similarity, wrist-weighted, its scale clamped to HAND_SCALE_RANGE x body scale and,
+    with ``twist`` (degrees) and the forearm seen, its rotation to within ``twist`` of the
+    forearm's (elbow -> wrist) rotation, turned about the hand root. The photo's hand is moved
+    rigidly, so a palm that the skeleton shows turned by 90 degrees in depth (palm up -> fingers
+    up) cannot be drawn; turning the photo's hand that far in the image plane detaches it from its
+    own forearm (a wrist band drawn twice, fingers pointing up from a hand resting on the lap)."""
     idx = root + PALM
     w = ok[:, idx].astype(float)
     sel = w.sum(1) >= 3
@@ -144,6 +154,22 @@ def _hand(ref: np.ndarray, tgt: np.ndarray, ok: np.ndarray, root: int, s: np.nda
         zr = ref[idx, 0] + 1j * ref[idx, 1]
         zz = zt[..., 0] + 1j * zt[..., 1]
         b = np.where(clamp, ((w * zz).sum(1) - a * (w * zr).sum(1)) / w.sum(1), b)
+    if twist is not None and elbow_wrist is not None:
+        e, wr = elbow_wrist
+        fore_ok = (ok[:, e] & ok[:, wr])[sel]
+        zr = ref[[e, wr], 0] + 1j * ref[[e, wr], 1]
+        zf = tgt[sel][:, [e, wr], 0] + 1j * tgt[sel][:, [e, wr], 1]
+        fore = np.angle((zf[:, 1] - zf[:, 0]) / (zr[1] - zr[0] + 1e-12))
+        rel = np.angle(a * np.exp(-1j * fore))
+        lim = np.radians(twist)
+        over = fore_ok & (np.abs(rel) > lim)
+        if over.any():
+            a2 = np.abs(a) * np.exp(1j * (fore + np.clip(rel, -lim, lim)))
+            piv = 0  # the hand root: the wrist stays where the fit put it
+            zr0 = ref[idx[piv], 0] + 1j * ref[idx[piv], 1]
+            at = a * zr0 + b
+            a = np.where(over, a2, a)
+            b = np.where(over, at - a2 * zr0, b)
     out[sel] = _snap(similarity_matrix(a, b), ref[idx], zt, w > 0)
     return out
 

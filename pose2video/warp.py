@@ -54,6 +54,7 @@ class WarpConfig:
     map_stride: int = 2  # dense warp maps on a grid this much coarser, upsampled (1: exact)
     still_background: bool = False  # with segmentation: the moved person over a static clean
     # plate (a logo beside the head stays; ~15 % slower per frame, +0.1 dB person PSNR)
+    hand_twist: float | None = 45.0  # degrees a hand may turn against its forearm (null: free)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class WarpRig:
     person: np.ndarray | None = None  # (H, W) uint8 the skeleton's person (alpha over the plate)
     cloth: list[Layer] = field(default_factory=list)  # clothes over each arm (base mesh, RGBA),
     # drawn after the arms
+    hand_twist: float | None = 45.0  # WarpConfig.hand_twist, for warp_frame without transforms
     # derived (__post_init__): 4-channel images for cv2's fast remap path, cv2 masks, samples
     base4: np.ndarray | None = None  # (H, W, 4) photo + person alpha (255 without a plate)
     fill4: np.ndarray | None = None  # (H, W, 4) fill + hole union
@@ -193,7 +195,7 @@ def build_rig(image: np.ndarray, ref_pose: PoseSequence, config: WarpConfig,
         _fit_to_content(lay, part)
         front.append(lay)
     return WarpRig(size_hw, image, ref, ref_ok, base, arms, style, ~zone, hole_box, fill,
-                   plate, alpha_p, front)
+                   plate, alpha_p, front, hand_twist=config.hand_twist)
 
 
 def _fit_to_content(layer: Layer, has: np.ndarray) -> None:
@@ -339,7 +341,7 @@ def warp_frame(rig: WarpRig, target: np.ndarray, threshold: float = 0.3,
     tgt = target[:, :2].astype(np.float64)
     tgt_ok = target[:, 2] >= threshold
     if transforms is None:
-        transforms = part_transforms(rig.ref, rig.ref_ok, tgt, tgt_ok)
+        transforms = part_transforms(rig.ref, rig.ref_ok, tgt, tgt_ok, rig.hand_twist)
     base = rig.base
     dst = _targets(base, transforms, tgt, tgt_ok)
     arm_dst = [_targets(arm, transforms, tgt, tgt_ok) for arm in rig.arms]
@@ -627,7 +629,7 @@ class WarpRenderer:
         h, w = state.size_hw
         kp = plan[start:stop]
         tr = part_transforms_batch(state.rig.ref, state.rig.ref_ok, kp[..., :2].astype(np.float64),
-                                   kp[..., 2] >= cfg.threshold)
+                                   kp[..., 2] >= cfg.threshold, cfg.hand_twist)
         frames = np.empty((stop - start, h, w, 3), np.uint8) if out is None else out
         cache: dict = {}  # layers that did not move since the last frame are not warped again
         for t in range(stop - start):

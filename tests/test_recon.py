@@ -70,3 +70,10 @@ def test_working_size_and_boxes():
     kp = make_reference_pose(H, W).keypoints[0].astype(np.float64)
     b = recon.boxes(kp, (H, W))
     assert b["person"] is not None and b["face"] is not None
+
+
+def test_markdown_shows_the_real_frames_ceiling_in_brackets():
+    row = {"clip": "c.mp4", "frames": 3, "pck_wrists": 0.5, "pck_wrists_real": 0.75,
+           "pck_body": 0.9}
+    table = recon.markdown([row])
+    assert "| 0.50 (0.75) |" in table and "| 0.90 |" in table

@@ -598,3 +598,27 @@ def test_cloth_over_an_arm_stays_in_front_and_the_arm_is_whole_when_it_moves():
     shift = np.round(dx * (ys - s[1]) / (e[1] - s[1])).astype(int)  # the upper arm turns
     landed = out[ys, np.clip(xs + shift, 0, W - 1)]
     assert landed.mean(0)[2] < 200 and landed.mean(0)[0] > landed.mean(0)[2] + 30  # skin, not white
+
+
+def test_hand_turn_against_the_forearm_is_limited():
+    """A palm turned 90 degrees about the wrist while the forearm stays: the hand layer turns at
+    most ``hand_twist`` degrees, about the hand root (the wrist lands where the skeleton says)."""
+    from pose2video.rig import P, part_transforms
+
+    ref = make_reference_keypoints(480, 640).astype(np.float64)
+    ok = ref[:, 2] > 0.3
+    tgt = ref[:, :2].copy()
+    root = tgt[K.RIGHT_HAND][0].copy()
+    c, s = np.cos(np.pi / 2), np.sin(np.pi / 2)
+    tgt[K.RIGHT_HAND] = (tgt[K.RIGHT_HAND] - root) @ np.array([[c, -s], [s, c]]).T + root
+
+    def turn_and_root(twist):
+        m = part_transforms(ref[:, :2], ok, tgt, ok, hand_twist=twist)[P["r_hand"]]
+        return np.degrees(np.arctan2(m[1, 0], m[0, 0])), m[:, :2] @ ref[K.RIGHT_HAND][0, :2] + m[:, 2]
+
+    free, free_root = turn_and_root(None)
+    limited, root_at = turn_and_root(45.0)
+    assert abs(free - 90.0) < 1.0 and abs(limited - 45.0) < 1e-6
+    assert np.allclose(root_at, free_root, atol=1e-6)
+    still = part_transforms(ref[:, :2], ok, ref[:, :2], ok, hand_twist=45.0)
+    assert np.array_equal(still[P["r_hand"]], np.array([[1.0, 0, 0], [0, 1.0, 0]]))
