@@ -26,6 +26,7 @@ class MouthStyle:
     cavity: tuple[float, float, float]
     teeth: tuple[float, float, float]
     ref_opening: float  # csg.keypoints.mouth_opening of the reference
+    tongue: tuple[float, float, float] = (120.0, 55.0, 55.0)
 
 
 def mouth_style(image: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray) -> MouthStyle | None:
@@ -41,8 +42,9 @@ def mouth_style(image: np.ndarray, ref: np.ndarray, ref_ok: np.ndarray) -> Mouth
     skin_lum = float(lip.mean())
     light = float(np.clip(skin_lum / 150.0, 0.55, 1.0))
     cavity = tuple(float(v) for v in 0.22 * lip + np.array([18.0, 6, 6]))
-    teeth = tuple(float(v) * light for v in (236.0, 230, 218))
-    return MouthStyle(cavity, teeth, float(K.mouth_opening(ref)))
+    teeth = tuple(float(v) * light for v in (234.0, 228, 216))
+    tongue = tuple(float(v) for v in 0.62 * lip + np.array([14.0, 0, 0]))
+    return MouthStyle(cavity, teeth, float(K.mouth_opening(ref)), tongue)
 
 
 def _aa_mask(poly: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -63,12 +65,41 @@ def _inside(poly: np.ndarray, p: np.ndarray) -> bool:
                                 (float(p[0]), float(p[1])), False) > 0
 
 
+def lip_arc(points: np.ndarray, per_segment: int = 6) -> np.ndarray:
+    """Centripetal Catmull-Rom curve through ``points`` (N, 2), ends included (end tangents by
+    reflection): a lip arc without the corners a polygon of 4-5 points draws. (M, 2)."""
+    p = np.asarray(points, np.float64)
+    if len(p) < 3:
+        return p
+    ext = np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
+    u = np.linspace(0.0, 1.0, per_segment, endpoint=False)[:, None]
+    out = []
+    for i in range(1, len(ext) - 2):
+        p0, p1, p2, p3 = ext[i - 1], ext[i], ext[i + 1], ext[i + 2]
+        d = [max(np.linalg.norm(b - a) ** 0.5, 1e-6) for a, b in ((p0, p1), (p1, p2), (p2, p3))]
+        t0, t1, t2, t3 = 0.0, d[0], d[0] + d[1], d[0] + d[1] + d[2]
+        t = t1 + u * (t2 - t1)
+        a1 = (t1 - t) / (t1 - t0) * p0 + (t - t0) / (t1 - t0) * p1
+        a2 = (t2 - t) / (t2 - t1) * p1 + (t - t1) / (t2 - t1) * p2
+        a3 = (t3 - t) / (t3 - t2) * p2 + (t - t2) / (t3 - t2) * p3
+        b1 = (t2 - t) / (t2 - t0) * a1 + (t - t0) / (t2 - t0) * a2
+        b2 = (t3 - t) / (t3 - t1) * a2 + (t - t1) / (t3 - t1) * a3
+        out.append((t2 - t) / (t2 - t1) * b1 + (t - t1) / (t2 - t1) * b2)
+    out.append(p[-1:])
+    return np.vstack(out)
+
+
 def paint_mouth(frame: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray, style: MouthStyle,
                 ramp: float = 0.04) -> float:
-    """Paint the cavity and the teeth into ``frame`` (H, W, 3) uint8 in place.
+    """Paint the cavity, tongue and upper teeth into ``frame`` (H, W, 3) uint8 in place.
 
     tgt: (133, 2) target keypoints. The blend weight is ``clip((open - ref_open) / ramp, 0, 1)``
-    with ``open`` from :func:`csg.keypoints.mouth_opening` (gap over face height). Returns it.
+    with ``open`` from :func:`csg.keypoints.mouth_opening` (gap over face height). The opening is
+    the inner lips' upper and lower arcs as smooth curves (:func:`lip_arc`, sharp at the mouth
+    corners), clipped by the outer lips and the face; in it a cavity darker towards the top, a
+    tongue (the lip colour, darkened) in its lower part, and the upper teeth: from the upper lip
+    down to a shallow smile curve 28 % of the gap below the lip's centre (capped at 5 % of the face
+    height), so the corners stay dark. Returns the blend weight.
     """
     inner = np.arange(K.INNER_LIPS.start, K.INNER_LIPS.stop)
     if not tgt_ok[inner].all():
@@ -77,14 +108,17 @@ def paint_mouth(frame: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray, style: M
     if amount <= 0.0:
         return 0.0
     poly = tgt[inner]
+    upper_arc = lip_arc(tgt[UPPER_INNER])
+    lower_arc = lip_arc(tgt[[_IN + 4, _IN + 5, _IN + 6, _IN + 7, _IN + 0]])
+    curve = np.vstack([upper_arc, lower_arc[1:-1]])
     h, w = frame.shape[:2]
-    x0, y0 = np.floor(poly.min(0)).astype(int) - 2
-    x1, y1 = np.ceil(poly.max(0)).astype(int) + 3
+    x0, y0 = np.floor(np.minimum(poly.min(0), curve.min(0))).astype(int) - 2
+    x1, y1 = np.ceil(np.maximum(poly.max(0), curve.max(0))).astype(int) + 3
     box = (max(y0, 0), min(y1, h), max(x0, 0), min(x1, w))
     if box[1] <= box[0] or box[3] <= box[2]:
         return 0.0
     # only within the lip contour: the inner lips, clipped by the outer lips
-    cav = _aa_mask(poly, box)
+    cav = _aa_mask(curve, box)
     outer = tgt[K.OUTER_LIPS]
     if tgt_ok[K.OUTER_LIPS].all() and _inside(outer, poly.mean(0)):
         cav = np.minimum(cav, _aa_mask(outer, box))
@@ -94,23 +128,36 @@ def paint_mouth(frame: np.ndarray, tgt: np.ndarray, tgt_ok: np.ndarray, style: M
 
         hull = cv2.convexHull(np.round(tgt[face] * 8).astype(np.int32)).reshape(-1, 2) / 8.0
         cav = np.minimum(cav, _aa_mask(hull, box))
-    # teeth: under the upper inner lip, a band of a third of the gap (capped by lip height)
-    upper = tgt[UPPER_INNER]
-    order = np.argsort(upper[:, 0])
     xs = np.arange(box[2], box[3], dtype=np.float64) + 0.5
     ys = np.arange(box[0], box[1], dtype=np.float64)[:, None] + 0.5
-    y_up = np.interp(xs, upper[order, 0], upper[order, 1])[None, :]
+    left, right = upper_arc[:, 0].min(), upper_arc[:, 0].max()
+    o_up, o_lo = np.argsort(upper_arc[:, 0]), np.argsort(lower_arc[:, 0])
+    y_up = np.interp(xs, upper_arc[o_up, 0], upper_arc[o_up, 1])[None, :]
+    y_lo = np.interp(xs, lower_arc[o_lo, 0], lower_arc[o_lo, 1])[None, :]
+    depth = np.clip((ys - y_up) / np.maximum(y_lo - y_up, 1.0), 0.0, 1.0)  # 0 top .. 1 bottom
     gap = np.linalg.norm(tgt[_IN + 6] - tgt[_IN + 2])
-    band = min(0.35 * gap, 0.06 * float(K.face_height(tgt))) + 0.5
-    teeth = np.clip(y_up + band - ys, 0.0, 1.0).astype(np.float32) * cav
-    half = max((upper[:, 0].max() - upper[:, 0].min()) / 2, 1.0)
-    shade = 1.0 - 0.45 * np.clip(np.abs(xs - upper[:, 0].mean()) / half, 0, 1) ** 2
+    band = min(0.28 * gap, 0.05 * float(K.face_height(tgt))) + 0.5
+    half = max((right - left) / 2, 1.0)
+    across = np.clip(np.abs(xs - (left + right) / 2) / half, 0.0, 1.0)  # 0 centre .. 1 corner
+    # teeth hang from the upper jaw: their lower edge is a shallow smile curve below the upper
+    # lip's centre (not a copy of the lip's arc); the lip hides them where it comes lower, so
+    # the corners stay dark; soft edge, faded in the outer 15 % of the width
+    y_mid = float(np.interp((left + right) / 2, upper_arc[o_up, 0], upper_arc[o_up, 1]))
+    y_edge = y_mid + band * (1.0 - 0.35 * across[None, :] ** 2)
+    edge = np.clip((y_edge - ys) / 1.5 + 0.5, 0.0, 1.0)
+    width = np.clip((0.85 - across) / 0.15, 0.0, 1.0)[None, :]
+    teeth = (edge * width * (ys > y_up - 0.5)).astype(np.float32) * cav
+    cavity = np.asarray(style.cavity, np.float32)
+    tongue = np.clip(np.asarray(style.tongue, np.float32), 0, 255)
+    t_w = np.clip((depth - 0.55) / 0.35, 0.0, 1.0) * (1.0 - across[None, :] ** 2)
+    shade = (0.75 + 0.25 * depth)[..., None]  # the cavity is deepest under the teeth
+    inside = (cavity * shade) * (1 - t_w[..., None]) + tongue * t_w[..., None]
     crop = frame[box[0]:box[1], box[2]:box[3]].astype(np.float32)
     a_cav = (amount * cav)[..., None]
-    out = crop * (1 - a_cav) + np.asarray(style.cavity, np.float32) * a_cav
+    out = crop * (1 - a_cav) + inside.astype(np.float32) * a_cav
+    lit = (1.0 - 0.3 * across ** 2)[None, :, None] * np.ones_like(edge)[..., None]
     a_t = (amount * teeth)[..., None]
-    teeth_rgb = np.asarray(style.teeth, np.float32) * shade[None, :, None].astype(np.float32)
-    out = out * (1 - a_t) + teeth_rgb * a_t
+    out = out * (1 - a_t) + np.asarray(style.teeth, np.float32) * lit.astype(np.float32) * a_t
     frame[box[0]:box[1], box[2]:box[3]] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     return amount
 

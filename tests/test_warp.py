@@ -622,3 +622,35 @@ def test_hand_turn_against_the_forearm_is_limited():
     assert np.allclose(root_at, free_root, atol=1e-6)
     still = part_transforms(ref[:, :2], ok, ref[:, :2], ok, hand_twist=45.0)
     assert np.array_equal(still[P["r_hand"]], np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+
+
+def test_lip_arc_passes_through_its_points_and_is_smooth():
+    from pose2video.face import lip_arc
+
+    ang = np.linspace(np.pi, 2 * np.pi, 5)  # an upper arc of a circle of radius 10
+    pts = np.stack([10 * np.cos(ang), 10 * np.sin(ang)], -1)
+    arc = lip_arc(pts, per_segment=8)
+    for p in pts:  # through every key point
+        assert np.linalg.norm(arc - p, axis=1).min() < 1e-9
+    r = np.linalg.norm(arc, axis=1)
+    # between the inner points it follows the circle (a polygon's chord is 0.76 inside); the end
+    # segments, whose tangent is a reflection, stay nearer their chord (sharp mouth corners)
+    assert np.abs(r[8:-8] - 10).max() < 0.1 and np.abs(r - 10).max() < 0.76
+    line = lip_arc(np.stack([np.arange(5.0), 2 * np.arange(5.0)], -1))
+    assert np.allclose(line[:, 1], 2 * line[:, 0])
+
+
+def test_open_mouth_teeth_at_the_centre_dark_corners(toy_rig):
+    """The upper teeth show under the lip's centre; at the mouth corners the cavity stays dark
+    (the previous band of teeth followed the whole lip arc, corners included)."""
+    img, ref, rig = toy_rig
+    kp = ref.keypoints[0].copy()
+    fh = float(K.face_height(kp[None, :, :2])[0])
+    kp[K.INNER_LIPS.start + 5:K.INNER_LIPS.stop, 1] += 0.25 * fh  # lower inner lip drops
+    out = warp_frame(rig, kp).astype(float).mean(-1)
+    inner = kp[K.INNER_LIPS, :2]
+    row = int(kp[K.UPPER_INNER_LIP, 1]) + 1  # just under the upper lip
+    x_lo, x_hi = int(inner[:, 0].min()), int(inner[:, 0].max())
+    centre = int(round(kp[K.UPPER_INNER_LIP, 0]))
+    assert out[row, centre - 1:centre + 1].mean() > 180  # teeth
+    assert max(out[row, x_lo], out[row, x_hi]) < 100  # cavity at both corners
