@@ -108,7 +108,7 @@ def load_reference(path: str):
     from csg.extract import extract_pose
     from csg.image import load_image
 
-    return extract_pose(load_image(p))
+    return extract_pose(load_image(p), source=str(p))
 
 
 def _load_guide(cfg: GuidanceConfig, checkpoint, device: str):

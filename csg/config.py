@@ -175,7 +175,13 @@ def load_config(cls: type[T], path: str | Path | None = None,
     """Defaults of ``cls``, then the YAML file, then ``--set`` overrides."""
     data: dict[str, Any] = read_yaml(path) if path else {}
     over = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
-    return from_dict(cls, deep_merge(data, over), str(path or "config"))
+    if not over:
+        return from_dict(cls, data, str(path or "config"))
+    from_dict(cls, data, str(path or "config"))  # the file alone: its own mistakes name it
+    try:
+        return from_dict(cls, deep_merge(data, over), "--set")
+    except ConfigError as e:  # then a mistake is the override's
+        raise ConfigError(str(e).replace("--set.", "--set ", 1)) from None
 
 
 def replace_config(cfg: T, overrides: typing.Iterable[str] | dict[str, Any]) -> T:

@@ -330,19 +330,52 @@ class PoseExtractor:
         self.close()
 
 
+FACE_SCORE = 0.6
+"""Face detections below this score are not counted as people (:func:`count_faces`)."""
+FACE_SIZE_RATIO = 0.5
+"""A second face counts as another person when its box is at least this wide relative to the
+widest face: a small face in the background (audience, a poster) does not."""
+
+
+def count_faces(image: np.ndarray) -> list[float]:
+    """Horizontal centres (fractions of the width) of the people's faces in a photo, widest first.
+
+    MediaPipe's full-range face detector (bundled, no download); faces scoring under
+    :data:`FACE_SCORE`, or narrower than :data:`FACE_SIZE_RATIO` x the widest, are left out."""
+    with quiet_mediapipe():
+        mp = import_mediapipe()
+        with mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                       min_detection_confidence=FACE_SCORE) as fd:
+            dets = fd.process(image).detections or []
+    boxes = [d.location_data.relative_bounding_box for d in dets if d.score[0] >= FACE_SCORE]
+    if not boxes:
+        return []
+    widest = max(b.width for b in boxes)
+    keep = sorted((b for b in boxes if b.width >= FACE_SIZE_RATIO * widest),
+                  key=lambda b: -b.width)
+    return [float(b.xmin + b.width / 2) for b in keep]
+
+
 def extract_pose(image: np.ndarray, *, backend: str = "mediapipe", source: str = "image",
                  dwpose: str | None = None) -> PoseSequence:
     """Reference skeleton of the one person in a photo: a T=1 :class:`PoseSequence` at 25 fps.
 
     image: (H, W, 3) uint8 RGB; the canvas is W x H pixels. ``source`` names the photo in errors.
-    Raises :class:`NoPersonError` when no body, or no reliably visible shoulders, are found.
+    Raises :class:`NoPersonError` when no body, or no reliably visible shoulders, are found, and
+    :class:`InputError` when the photo shows more than one person (:func:`count_faces`).
     """
     image = _check_image(image, source)
+    faces = count_faces(image)
+    if len(faces) > 1:
+        where = ", ".join(f"{100 * x:.0f} %" for x in sorted(faces))
+        raise InputError(f"{source}: {len(faces)} people in the photo (faces at {where} of the "
+                         "width); csg animates one person: crop the photo to the one to animate")
     with PoseExtractor(backend=backend, video=False, dwpose=dwpose) as ex:
         kp = ex(image, source)
     if kp is None:
-        raise NoPersonError(f"{source}: no person found in the photo; use a photo where one person "
-                            "is visible from head to at least the waist")
+        raise NoPersonError(f"{source}: no person found in the photo; use a photo of one person "
+                            "with the head and both shoulders visible (arms move only where the "
+                            "photo shows them)")
     h, w = image.shape[:2]
     return PoseSequence(kp[None], fps=25.0, width=w, height=h,
                         meta={"backend": backend, "source": str(source)}).validate(str(source))

@@ -61,6 +61,16 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def require_suffix(path: str | os.PathLike, suffixes: tuple[str, ...], what: str) -> Path:
+    """``Path(path)`` when its extension is one of ``suffixes`` (lower case, with the dot), else an
+    :class:`OutputError` naming the file: ``-o talk.txt`` would get an mp4 under a wrong name."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        got = p.suffix or "no extension"
+        raise OutputError(f"{p}: {what} must be a {' or '.join(suffixes)} file, not {got}")
+    return p
+
+
 def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Fail early (:class:`OutputError`) unless ``path`` can be written as a regular file.
 

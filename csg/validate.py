@@ -63,6 +63,19 @@ def integer(value: Any, name: str, *, low: int | None = None, high: int | None =
     return value
 
 
+MIN_WORK_SIDE = 64
+"""Smallest working size (longer side, pixels) a render may be scaled down to."""
+
+
+def work_side(value: Any, name: str) -> int:
+    """A ``max_side`` option: 0 (keep the photo's size) or in [MIN_WORK_SIDE, MAX_CANVAS_SIDE]."""
+    v = integer(value, name, low=0, high=MAX_CANVAS_SIDE)
+    if 0 < v < MIN_WORK_SIDE:
+        raise ConfigError(f"{name} must be 0 (the photo's size) or at least {MIN_WORK_SIDE} px, "
+                          f"got {v}: a person is not found in a smaller picture")
+    return v
+
+
 def steps(value: Any, name: str = "--steps") -> int:
     """Sampling steps: 1 .. :data:`MAX_STEPS`."""
     return integer(value, name, low=1, high=MAX_STEPS)
@@ -138,9 +151,10 @@ def pose_generate_options(output, *, overwrite: bool, inputs: dict, steps_value,
     """Every check ``csg pose generate`` makes before any work: the output (a new or replaceable
     regular file, not one of ``inputs``), the numeric options and the device. Returns the
     normalised device name."""
-    from .outputs import check_distinct, check_output_path
+    from .outputs import check_distinct, check_output_path, require_suffix
 
     check_distinct({"-o": output}, inputs)
+    require_suffix(output, (".json",), "the skeleton (-o)")
     check_output_path(output, overwrite=overwrite)
     if steps_value is not None:
         steps(steps_value, "--steps")

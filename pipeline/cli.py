@@ -66,7 +66,7 @@ def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkp
     from csg import validate as V
     from csg.config import flag_overrides
     from csg.errors import require_file
-    from csg.outputs import OutputSet
+    from csg.outputs import OutputSet, require_suffix
     from pipeline.config import load_run_config
 
     if seed is not None:
@@ -83,6 +83,8 @@ def run(ref, audio, out, pose_out, pose_in, ref_pose, renderer, guidance, checkp
               "--config": config_path}
     outputs = OutputSet({"-o": paths["video"], "--pose-out": paths["pose"],
                          "run record": paths["run"]}, overwrite=overwrite, inputs=inputs)
+    require_suffix(paths["video"], (".mp4",), "the video (-o)")
+    require_suffix(paths["pose"], (".json",), "the skeleton (--pose-out)")
     require_file(ref, "photo")
     require_file(audio, "audio file")
     with outputs:
@@ -158,7 +160,7 @@ def execute(cfg, ref: Path, audio: Path, outputs, *, pose_in=None, ref_pose_path
         span("inputs", t_start)
         t0 = time.perf_counter()
         if ref_pose is None:
-            ref_pose = pipe.extract_reference(image)
+            ref_pose = pipe.extract_reference(image, str(ref))
         span("extract", t0)
         if stage1 is not None:
             stage1.submit(wav, SAMPLE_RATE, ref_pose, seed=cfg.seed, guidance=None,

@@ -88,7 +88,7 @@ def validate_run_config(cfg: RunConfig, *, check_device: bool = True) -> RunConf
     if s1.dg_form not in DG_FORMS:
         raise ConfigError(f"stage1.dg_form must be one of {', '.join(DG_FORMS)}, got "
                           f"{s1.dg_form!r}")
-    V.integer(cfg.render.max_side, "render.max_side", low=0, high=V.MAX_CANVAS_SIDE)
+    V.work_side(cfg.render.max_side, "render.max_side")
     if cfg.render.dtype is not None and cfg.render.dtype not in ("float32", "float16", "bfloat16"):
         raise ConfigError(f"render.dtype must be float32, float16 or bfloat16, got "
                           f"{cfg.render.dtype!r}")

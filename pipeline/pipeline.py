@@ -264,11 +264,12 @@ class CoSpeechPipeline:
         return {stage: stage_generator(seed, stage) for stage in ("audio2pose", "render")}
 
     # --- stages ---------------------------------------------------------------------------------
-    def extract_reference(self, image: np.ndarray) -> PoseSequence:
-        """The reference skeleton of the photo (MediaPipe, bundled weights)."""
+    def extract_reference(self, image: np.ndarray, source: str = "photo") -> PoseSequence:
+        """The reference skeleton of the photo (MediaPipe, bundled weights); ``source`` names the
+        photo in errors."""
         from csg.extract import extract_pose
 
-        return extract_pose(image, source="photo")
+        return extract_pose(image, source=source)
 
     def generate_poses(self, wav: np.ndarray, sr: int, ref_pose: PoseSequence, *,
                        generator=None, guidance: str | None = None, progress: bool = True,

@@ -222,14 +222,15 @@ def rechunk(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
         yield np.concatenate(buf) if len(buf) > 1 else buf[0]
 
 
-def reference_pose_for(ref_image: np.ndarray, ref_pose: PoseSequence | None) -> PoseSequence:
+def reference_pose_for(ref_image: np.ndarray, ref_pose: PoseSequence | None,
+                       source: str = "image") -> PoseSequence:
     """``ref_pose`` if given, else the photo's skeleton from :func:`csg.extract.extract_pose`."""
     if ref_pose is not None:
         return ref_pose
     from csg.extract import extract_pose
 
     log.info("extracting the reference skeleton from the photo")
-    return extract_pose(ref_image)
+    return extract_pose(ref_image, source=source)
 
 
 class ProgressBar:

@@ -86,17 +86,18 @@ def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str,
     from csg import validate as V
     from csg.errors import require_file
     from csg.image import load_image
-    from csg.outputs import OutputSet
+    from csg.outputs import OutputSet, require_suffix
     from csg.pose import PoseSequence
     from csg.seeds import stage_generator
     from csg.video import VideoWriter
 
     V.seed(seed)
-    V.integer(max_side, "--max-side", low=0, high=V.MAX_CANVAS_SIDE)
+    V.work_side(max_side, "--max-side")
     device = V.device(device)
     outputs = OutputSet({"-o": out_path}, overwrite=overwrite,
                         inputs={"--ref": ref_path, "--pose": pose_path, "--audio": audio_path,
                                 "--ref-pose": ref_pose_path, "--config": config})
+    require_suffix(out_path, (".mp4",), "the video (-o)")
     renderer = build_renderer(name, device, renderer_options(name, config), dtype)
     require_file(ref_path, "photo")
     poses = PoseSequence.load(pose_path)
@@ -107,11 +108,13 @@ def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str,
 
         audio = load_audio(audio_path, SAMPLE_RATE)
     image = load_image(ref_path)
-    if retarget:
-        from .align import retarget as fit
+    if ref_pose is None:  # extracted here, so that errors name the photo
         from .base import reference_pose_for
 
-        ref_pose = reference_pose_for(image, ref_pose)
+        ref_pose = reference_pose_for(image, None, str(ref_path))
+    if retarget:
+        from .align import retarget as fit
+
         poses = fit(poses, ref_pose)
     work, poses_w, ref_w = _working_inputs(image, poses, ref_pose, max_side)
     state = renderer.prepare(work, ref_w)

@@ -97,11 +97,16 @@ def render_size(size_hw: tuple[int, int], resolution: int, multiple: int = 8) ->
 def _from_pretrained(cls: Any, path_or_id: str, field: str, cfg: DiffusersConfig, dtype: str,
                      **kwargs: Any) -> Any:
     """``cls.from_pretrained`` offline unless allowed; missing weights -> WeightsNotFoundError."""
+    import warnings
+
     import torch
 
     try:
-        return cls.from_pretrained(path_or_id, local_files_only=not cfg.allow_download,
-                                   torch_dtype=getattr(torch, dtype), **kwargs)
+        with warnings.catch_warnings():  # hub deprecation chatter would precede our one line
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return cls.from_pretrained(path_or_id, local_files_only=not cfg.allow_download,
+                                       torch_dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError, EnvironmentError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsNotFoundError(

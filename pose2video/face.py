@@ -8,6 +8,7 @@ the mesh squashes the eye and stretches the lid over it (a blink).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,7 +189,10 @@ def robust_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray, ite
     zs, zd = to_complex(src), to_complex(dst)
     for _ in range(iters):
         r = np.abs(a[:, None] * zs + b[:, None] - zd)
-        med = np.nanmedian(np.where(w0 > 0, r, np.nan), axis=1) if w0.any() else np.zeros(len(r))
+        with warnings.catch_warnings():  # frames without a weighted point: median NaN -> 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(np.where(w0 > 0, r, np.nan), axis=1) if w0.any() else \
+                np.zeros(len(r))
         k = np.maximum(1.5 * 1.4826 * np.nan_to_num(med), floor)[:, None]
         w = w0 * np.minimum(1.0, k / np.maximum(r, 1e-9))
         a, b = fit_similarity(src, dst, w)

@@ -662,7 +662,9 @@ def _explain_photo(rig: WarpRig, person: np.ndarray | None) -> None:
 
 
 def check_driving(poses: PoseSequence, ref_pose: PoseSequence, threshold: float = 0.3) -> None:
-    """Raise :class:`csg.errors.InputError` when a frame's person is far outside the photo.
+    """Raise :class:`csg.errors.InputError` when a frame's person is far outside the photo, or
+    when no frame has two confident head / shoulder / arm keypoints; warn (one line) when some
+    frames have none (they show the photo's own pose).
 
     Far: the neck (shoulder midpoint) more than one torso size outside the canvas, or a torso
     over 3x larger or smaller than the photo's. A warp would tear such a frame apart.
@@ -670,6 +672,15 @@ def check_driving(poses: PoseSequence, ref_pose: PoseSequence, threshold: float 
     from csg import keypoints as K
     from csg.errors import InputError
 
+    body = poses.scores[:, :K.LEFT_HIP] >= threshold  # head, shoulders, arms
+    empty = body.sum(1) < 2
+    if empty.all():
+        raise InputError(f"driving skeleton: no frame has confident keypoints (every score below "
+                         f"{threshold:g}); nothing to animate")
+    if empty.any():
+        idx = np.flatnonzero(empty)
+        log.warning("driving skeleton: %d of %d frames (first: %d) have no confident keypoints; "
+                    "they show the photo's own pose", len(idx), len(empty), int(idx[0]))
     sh = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER]
     ref_ok = ref_pose.scores[0][sh] >= threshold
     if not ref_ok.all():
@@ -686,7 +697,7 @@ def check_driving(poses: PoseSequence, ref_pose: PoseSequence, threshold: float 
     if bad.any():
         t = int(np.argmax(bad))
         raise InputError(
-            f"pose: frame {t}: the skeleton's person is far outside the photo (neck at "
+            f"driving skeleton, frame {t}: the person is far outside the photo (neck at "
             f"({neck[t, 0]:.0f}, {neck[t, 1]:.0f}) on a {w}x{h} canvas, shoulders {scale[t]:.1f}x "
             "the photo's); generate the skeleton for this photo, or fit it onto the photo "
             "(renderer option align: true, `csg render --retarget`)")

@@ -442,3 +442,81 @@ def test_output_lock_holds_across_processes(tmp_path):
     atomic_write_text(p, "second")
     assert p.read_text() == "second"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["talk.mp4"]
+
+
+# --- found by a bad-input sweep (2026-12-04) ------------------------------------------------------
+@pytest.mark.parametrize("args,needle", [
+    (lambda s, t: ["render", "--ref", s["photo"], "--pose", s["pose"], "--ref-pose", s["ref"],
+                   "--config", s["yaml"], "-o", t / "v.txt", "--quiet"], "must be a .mp4 file"),
+    (lambda s, t: ["pose", "extract", "--image", s["photo"], "-o", t / "ref.png"],
+     "must be a .json file"),
+    (lambda s, t: ["pose", "generate", "--audio", s["audio"], "--ref", s["ref"], "-o",
+                   t / "p.txt", "--quiet"], "must be a .json file"),
+    (lambda s, t: ["render", "--ref", s["photo"], "--pose", s["pose"], "--ref-pose", s["ref"],
+                   "--config", s["yaml"], "-o", t / "v.mp4", "--max-side", "3", "--quiet"],
+     "at least 64 px"),
+])
+def test_outputs_and_sizes_checked_before_work(capsys, scene, tmp_path, args, needle):
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, args(scene, tmp_path))
+    assert_one_clear_line(rc, err, needle)
+    assert_untouched(before, tmp_path)
+
+
+def test_pose_extract_never_overwrites_its_photo(capsys, scene, tmp_path):
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["pose", "extract", "--image", scene["photo"], "-o", scene["photo"],
+                           "--overwrite"])
+    assert_one_clear_line(rc, err, "input")
+    assert_untouched(before, tmp_path)
+
+
+def test_truncated_png_is_one_line(capsys, scene, tmp_path):
+    data = scene["photo"].read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(data[: len(data) // 2])
+    rc, err = csg(capsys, ["pose", "extract", "--image", cut, "-o", tmp_path / "r.json"])
+    assert_one_clear_line(rc, err, "truncated")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_set_mistakes_name_the_override_not_the_file(capsys, scene, tmp_path):
+    from tests.bad_input import run_args
+
+    rc, err = csg(capsys, run_args(scene, tmp_path / "v.mp4", "--set", "nope=1"))
+    assert_one_clear_line(rc, err, "--set: unknown key(s) nope")
+    rc, err = csg(capsys, run_args(scene, tmp_path / "v.mp4", "--set", "stage1.steps=abc"))
+    assert_one_clear_line(rc, err, "--set stage1.steps: expected int")
+
+
+def test_skeleton_without_confident_points(capsys, scene, tmp_path, caplog):
+    import logging
+
+    from csg.pose import PoseSequence
+
+    poses = PoseSequence.load(scene["pose"])
+    kp = poses.keypoints.copy()
+    kp[..., 2] = 0.0
+    PoseSequence(kp, fps=poses.fps, width=poses.width, height=poses.height).save(tmp_path / "z.json")
+    args = ["render", "--ref", scene["photo"], "--pose", tmp_path / "z.json", "--ref-pose",
+            scene["ref"], "--config", scene["yaml"], "-o", tmp_path / "v.mp4", "--quiet"]
+    rc, err = csg(capsys, args)
+    assert_one_clear_line(rc, err, "no frame has confident keypoints")
+    assert not (tmp_path / "v.mp4").exists()
+    kp = poses.keypoints.copy()
+    kp[6:, :, 2] = 0.0  # the second half only
+    PoseSequence(kp, fps=poses.fps, width=poses.width, height=poses.height).save(tmp_path / "h.json")
+    args[4] = tmp_path / "h.json"
+    with caplog.at_level(logging.WARNING, logger="pose2video.warp"):
+        rc, _ = csg(capsys, args)
+    assert rc == 0 and "6 of 12 frames (first: 6) have no confident keypoints" in caplog.text
+
+
+def test_no_person_error_names_the_photo(capsys, scene, tmp_path):
+    from csg.image import save_image
+
+    grey = tmp_path / "grey.png"
+    save_image(grey, np.full((H, W, 3), 128, np.uint8))
+    rc, err = csg(capsys, ["pose", "generate", "--audio", scene["audio"], "--ref", grey, "-o",
+                           tmp_path / "p.json", "--quiet"])
+    assert_one_clear_line(rc, err, f"{grey}: no person found")

@@ -395,7 +395,7 @@ def test_bad_input_far_skeleton_is_one_clear_error():
     state = r.prepare(img, ref)
     far = np.repeat(ref.keypoints, 3, 0)
     far[2, :, 0] += 600.0  # frame 2 jumps far off the canvas
-    with pytest.raises(InputError, match="frame 2: the skeleton's person is far outside"):
+    with pytest.raises(InputError, match="frame 2: the person is far outside"):
         list(r.render(state, ref.replace(keypoints=far), progress=False))
 
 
@@ -404,9 +404,14 @@ def test_two_people_the_other_stays_still_and_a_chest_crop_renders(real_photo, c
 
     from csg.extract import extract_pose
 
+    from csg.errors import InputError
+
     img, _ = real_photo
     two = np.hstack([img, img[:, ::-1]])  # the speaker and a second person
-    ref = extract_pose(two)
+    with pytest.raises(InputError, match="2 people in the photo"):
+        extract_pose(two, source="two.png")  # csg run / pose extract: one clear line
+    one = extract_pose(img)  # a skeleton given for one of them (--ref-pose): the documented fallback
+    ref = one.replace(width=two.shape[1])
     r = WarpRenderer(WarpConfig())
     state = r.prepare(two, ref)
     kp = ref.keypoints.copy()

@@ -8,7 +8,7 @@ import click
 
 @click.command("extract")
 @click.option("--image", "image_path", required=True, type=click.Path(dir_okay=False),
-              help="Reference photo (one person, head to at least the waist).")
+              help="Reference photo (one person; head and both shoulders visible).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Skeleton JSON to write (csg.pose, one frame).")
 @click.option("--backend", type=click.Choice(["mediapipe", "dwpose"]), default="mediapipe",
@@ -23,8 +23,10 @@ def extract(image_path: str, output: str, backend: str, dwpose: str | None,
     from csg.errors import OutputError
     from csg.extract import extract_pose
     from csg.image import load_image
+    from csg.outputs import check_distinct, require_suffix
 
-    out = Path(output)
+    check_distinct({"-o": output}, {"--image": image_path})
+    out = require_suffix(output, (".json",), "the skeleton (-o)")
     if out.exists() and not overwrite:
         raise OutputError(f"{out}: already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
