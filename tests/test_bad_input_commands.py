@@ -520,3 +520,13 @@ def test_no_person_error_names_the_photo(capsys, scene, tmp_path):
     rc, err = csg(capsys, ["pose", "generate", "--audio", scene["audio"], "--ref", grey, "-o",
                            tmp_path / "p.json", "--quiet"])
     assert_one_clear_line(rc, err, f"{grey}: no person found")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--ref"], "requires an argument"),
+    (["nope"], "No such command"),
+    (["pose", "generate", "--steps", "x"], "not a valid integer")])
+def test_click_usage_errors_are_one_line(capsys, args, needle):
+    rc, err = csg(capsys, args)
+    assert_one_clear_line(rc, err, needle)
+    assert "--help" in err

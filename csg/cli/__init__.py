@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.UsageError as e:  # click's usage block is three lines: keep the promise of one
+        where = e.ctx.command_path if e.ctx is not None else "csg"
+        click.echo(f"error: {_one_line(e.format_message())} (see `{where} --help`)", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code
