@@ -91,7 +91,8 @@ def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, g
     poses.save(out)
     if not quiet:
         click.echo(f"wrote {out}: {poses.num_frames} frames at {poses.fps:g} fps "
-                   f"({time.time() - t0:.1f} s)")
+                   f"({poses.num_frames / poses.fps:.1f} s of motion, generated in "
+                   f"{time.time() - t0:.1f} s)")
     from csg.cli import exit_without_teardown
 
     exit_without_teardown()  # outputs are committed: skip the interpreter's teardown

@@ -33,6 +33,8 @@ _REQUIRED_KEYS = ("format", "version", "layout", "fps", "width", "height", "fram
 _OPTIONAL_KEYS = ("meta",)
 # A hand-edited score may stray a hair outside [0, 1] through rounding; beyond this it is an error.
 _SCORE_TOL = 1e-4
+FAR_OUTSIDE = 4.0
+"""A keypoint scoring above 0 may lie at most this many canvas sides outside the canvas."""
 
 
 @dataclass
@@ -123,6 +125,15 @@ class PoseSequence:
             t, j = (int(v) for v in np.argwhere(out)[0])
             raise PoseFormatError(f"{source}: frame {t}, keypoint {j} ({KEYPOINT_NAMES[j]}): "
                                   f"score {s[t, j]:g} is outside [0, 1]")
+        # a confident point many canvases away is a typo (an extra digit), not a pose
+        r = FAR_OUTSIDE * max(self.width, self.height)
+        far = (s > 0) & ((k[..., 0] < -r) | (k[..., 0] > self.width + r) | (k[..., 1] < -r)
+                         | (k[..., 1] > self.height + r))
+        if far.any():
+            t, j = (int(v) for v in np.argwhere(far)[0])
+            raise PoseFormatError(f"{source}: frame {t}, keypoint {j} ({KEYPOINT_NAMES[j]}): "
+                                  f"({k[t, j, 0]:g}, {k[t, j, 1]:g}) is far outside the "
+                                  f"{self.width}x{self.height} canvas")
         return self
 
     # --- JSON -----------------------------------------------------------------------------------

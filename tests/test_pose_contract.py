@@ -284,3 +284,16 @@ def test_an_integer_beyond_any_float_is_named(tmp_path):
     with pytest.raises(PoseFormatError, match=r"frame 0, keypoint 5 \(left_shoulder\): y is an "
                                               r"integer of 401 digits"):
         _load_doc(tmp_path, d)
+
+
+def test_a_confident_point_far_off_the_canvas_is_named():
+    p = make_reference_pose(480, 640)
+    kp = p.keypoints.copy()
+    kp[0, K.LEFT_EYE_C, 0] = 1e9  # a hand-edit with extra digits
+    with pytest.raises(PoseFormatError, match=r"keypoint 1 \(left_eye\).*far outside the 640x480"):
+        p.replace(keypoints=kp).validate("p.json")
+    kp[0, K.LEFT_EYE_C, 2] = 0.0  # an absent point may sit anywhere
+    p.replace(keypoints=kp).validate("p.json")
+    kp = p.keypoints.copy()
+    kp[0, K.NOSE, 0] = -1500.0  # off the canvas, but within 4 canvas sides: a pose, not a typo
+    p.replace(keypoints=kp).validate("p.json")
