@@ -162,7 +162,8 @@ def hand_turns(rel: np.ndarray, scores: np.ndarray, ranges,
     for i, h in enumerate(_HANDS):
         idx = np.arange(133)[h]
         unreliable = (np.asarray(scores)[idx[[0, HAND_KNUCKLE]]] <= reliable).any()
-        if unreliable or not np.isfinite(dirs[i]):
+        collapsed = not np.linalg.norm(rel[idx[HAND_KNUCKLE]] - rel[idx[0]]) > 1e-6
+        if unreliable or collapsed or not np.isfinite(dirs[i]):
             continue
         lo, hi = ranges[i]
         width = (hi - lo) % 360.0
@@ -212,8 +213,9 @@ def complete_hips(ref: np.ndarray, hips, reliable: float = RELIABLE) -> np.ndarr
     them when the photo shows none (an upper-body framing), so that :func:`reference_anchors` takes
     the same torso centre and scale the network was trained with instead of the shoulder-only
     fallback. hips: (shoulder-to-hip height, hip width) in shoulder widths; the hips go that far
-    below the shoulder midpoint, perpendicular to the shoulder line, with score 1. A reference with
-    reliable hips, or without reliable shoulders, is returned unchanged."""
+    below the shoulder midpoint, perpendicular to the shoulder line, with score 1; a hip the photo
+    does show is kept. A reference with both hips, or without reliable shoulders, is returned
+    unchanged."""
     out = np.array(ref, np.float32, copy=True)
     sh, hp = [K.LEFT_SHOULDER, K.RIGHT_SHOULDER], [K.LEFT_HIP, K.RIGHT_HIP]
     if (out[sh, 2] <= reliable).any() or (out[hp, 2] > reliable).all():
@@ -226,14 +228,16 @@ def complete_hips(ref: np.ndarray, hips, reliable: float = RELIABLE) -> np.ndarr
     down = np.array([-across[1], across[0]]) / sw
     down = -down if down[1] < 0 else down  # image y grows downwards
     mid = out[sh, :2].astype(np.float64).mean(0) + down * height * sw
-    out[K.LEFT_HIP] = [*(mid + across * width / 2), 1.0]
-    out[K.RIGHT_HIP] = [*(mid - across * width / 2), 1.0]
+    for j, side in ((K.LEFT_HIP, 0.5), (K.RIGHT_HIP, -0.5)):
+        if out[j, 2] <= reliable:
+            out[j] = [*(mid + across * width * side), 1.0]
     return out
 
 
 def reference_frame(refs, q: float = 10.0, reliable: float = RELIABLE) -> dict:
     """What the network saw of its references, for ``SamplingConfig``: ``hand_range`` (see
-    :func:`reference_hand_range`) and ``hips`` (median shoulder-to-hip height and hip width of the
+    :func:`reference_hand_range`; left out when a side has no reliable hand) and ``hips`` (left
+    out when no reference shows both) (median shoulder-to-hip height and hip width of the
     references with reliable shoulders and hips, in shoulder widths; see :func:`complete_hips`)."""
     refs = [np.asarray(r, np.float64) for r in refs]
     ratios = []
@@ -245,10 +249,16 @@ def reference_frame(refs, q: float = 10.0, reliable: float = RELIABLE) -> dict:
                      - r[[K.LEFT_SHOULDER, K.RIGHT_SHOULDER], :2].mean(0))
                 ratios.append([np.linalg.norm(d) / sw,
                                np.linalg.norm(r[K.LEFT_HIP, :2] - r[K.RIGHT_HIP, :2]) / sw])
-    if not ratios:
-        raise ValueError("no reference with reliable shoulders and hips")
-    hips = tuple(round(float(v), 3) for v in np.median(np.array(ratios), axis=0))
-    return {"hand_range": reference_hand_range(refs, q, reliable), "hips": hips}
+    out: dict = {}
+    if ratios:
+        out["hips"] = tuple(round(float(v), 3) for v in np.median(np.array(ratios), axis=0))
+    try:
+        out["hand_range"] = reference_hand_range(refs, q, reliable)
+    except ValueError:
+        pass
+    if not out:
+        raise ValueError("no reference with reliable hands, nor one with reliable hips")
+    return out
 
 
 def reference_hand_range(refs, q: float = 10.0, reliable: float = RELIABLE) -> tuple[float, ...]:

@@ -171,10 +171,10 @@ def export_sampling(cfg: TrainConfig, clips, echo=logger.info):
     except ValueError as e:
         echo(f"sampling.hand_range / hips not recorded: {e}")
         return s
-    echo(f"reference frame of the training data: hand_range {frame['hand_range']}, "
-         f"hips {frame['hips']}")
-    return replace(s, hand_range=s.hand_range if s.hand_range is not None else frame["hand_range"],
-                   hips=s.hips if s.hips is not None else frame["hips"])
+    echo(f"reference frame of the training data: hand_range {frame.get('hand_range')}, "
+         f"hips {frame.get('hips')}")
+    return replace(s, hand_range=s.hand_range if s.hand_range is not None else
+                   frame.get("hand_range"), hips=s.hips if s.hips is not None else frame.get("hips"))
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, echo=logger.info) -> Path:

@@ -69,7 +69,7 @@ def generate_batch(pipe, wavs: list[np.ndarray], refs: list[np.ndarray], *, step
     Returns B (T, 133, 3) keypoint arrays, as the pipeline would (smoothed, frame 0 = ref)."""
     import torch
 
-    from audio2pose.normalize import RELIABLE, denormalize, normalize
+    from audio2pose.normalize import RELIABLE, denormalize, unturn_hands
     from audio2pose.pipeline import savgol_smooth
     from audio2pose.sampling import sample_long
     from csg.audio import fit_to_frames, num_frames_for
@@ -79,8 +79,9 @@ def generate_batch(pipe, wavs: list[np.ndarray], refs: list[np.ndarray], *, step
     T = num_frames_for(wavs[0].shape[0], SR, pipe.fps)
     feats = [audio_features(fit_to_frames(w, T, SR, pipe.fps), SR, pipe.fps, T, pipe.features)
              for w in wavs]
-    ref_rel = torch.stack([torch.from_numpy(normalize(r[:, :2], r)) for r in refs])
-    ok = torch.stack([torch.from_numpy(r[:, 2:] > RELIABLE) for r in refs])
+    nets = [pipe._network_reference(np.asarray(r, np.float32)) for r in refs]  # as generate does
+    ref_rel = torch.stack([torch.from_numpy(n[1]) for n in nets])
+    ok = torch.stack([torch.from_numpy(n[0][:, 2:] > RELIABLE) for n in nets])
     ref_in = torch.where(ok, ref_rel, 0.0)
     first = m.standardize(torch.zeros_like(ref_rel))
     out = sample_long(m, torch.from_numpy(np.stack(feats)), ref_in, first, window=s.window,
@@ -88,8 +89,9 @@ def generate_batch(pipe, wavs: list[np.ndarray], refs: list[np.ndarray], *, step
                       generator=torch.Generator().manual_seed(seed), guide=guide)
     res = []
     for b, r in enumerate(refs):
-        rel = (m.destandardize(out.z0[b]) + ref_rel[b]).float().numpy()
-        xy = savgol_smooth(denormalize(rel, r), s.savgol)
+        net_kp, _, turns, shifts = nets[b]
+        rel = unturn_hands((m.destandardize(out.z0[b]) + ref_rel[b]).float().numpy(), turns, shifts)
+        xy = savgol_smooth(denormalize(rel, net_kp), s.savgol)
         sc = np.where(r[None, :, 2] > RELIABLE, out.scores[b].float().numpy(), 0.0)
         xy[0], sc[0] = r[:, :2], r[:, 2]
         res.append(np.concatenate([xy, sc[..., None]], -1).astype(np.float32))

@@ -330,7 +330,7 @@ class PoseExtractor:
         self.close()
 
 
-FACE_SCORE = 0.6
+FACE_DETECT_SCORE = 0.6
 """Face detections below this score are not counted as people (:func:`count_faces`)."""
 FACE_SIZE_RATIO = 0.5
 """A second face counts as another person when its box is at least this wide relative to the
@@ -341,13 +341,13 @@ def count_faces(image: np.ndarray) -> list[float]:
     """Horizontal centres (fractions of the width) of the people's faces in a photo, widest first.
 
     MediaPipe's full-range face detector (bundled, no download); faces scoring under
-    :data:`FACE_SCORE`, or narrower than :data:`FACE_SIZE_RATIO` x the widest, are left out."""
+    :data:`FACE_DETECT_SCORE`, or narrower than :data:`FACE_SIZE_RATIO` x the widest, are left out."""
     with quiet_mediapipe():
         mp = import_mediapipe()
         with mp.solutions.face_detection.FaceDetection(model_selection=1,
-                                                       min_detection_confidence=FACE_SCORE) as fd:
+                                                       min_detection_confidence=FACE_DETECT_SCORE) as fd:
             dets = fd.process(image).detections or []
-    boxes = [d.location_data.relative_bounding_box for d in dets if d.score[0] >= FACE_SCORE]
+    boxes = [d.location_data.relative_bounding_box for d in dets if d.score[0] >= FACE_DETECT_SCORE]
     if not boxes:
         return []
     widest = max(b.width for b in boxes)

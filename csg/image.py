@@ -35,8 +35,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> np.n
     if data.size == 0:
         raise ImageError(f"{p}: image file is empty")
     _check_size(p, data, max_pixels)
-    tail = data[-64:].tobytes()
-    if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+    if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and data.tobytes().rfind(b"IEND") < 0:
         # a cut-off download or copy; decoding it would print libpng's own error line first
         raise ImageError(f"{p}: the PNG file is truncated (no end chunk); copy or save it again")
     # IMREAD_UNCHANGED keeps alpha but skips EXIF rotation; read colour separately for JPEG-like

@@ -56,6 +56,11 @@ class WarpConfig:
     # plate (a logo beside the head stays; ~15 % slower per frame, +0.1 dB person PSNR)
     hand_twist: float | None = 45.0  # degrees a hand may turn against its forearm (null: free)
 
+    def __post_init__(self) -> None:
+        if self.hand_twist is not None and not 0.0 <= float(self.hand_twist) <= 180.0:
+            raise ValueError(f"hand_twist must be null or in [0, 180] degrees, got "
+                             f"{self.hand_twist}")
+
 
 @dataclass
 class WarpRig:
@@ -663,8 +668,8 @@ def _explain_photo(rig: WarpRig, person: np.ndarray | None) -> None:
 
 def check_driving(poses: PoseSequence, ref_pose: PoseSequence, threshold: float = 0.3) -> None:
     """Raise :class:`csg.errors.InputError` when a frame's person is far outside the photo, or
-    when no frame has two confident head / shoulder / arm keypoints; warn (one line) when some
-    frames have none (they show the photo's own pose).
+    when no frame has two confident keypoints of the head, arms, face or hands; warn (one line)
+    when some frames have none (they show the photo's own pose).
 
     Far: the neck (shoulder midpoint) more than one torso size outside the canvas, or a torso
     over 3x larger or smaller than the photo's. A warp would tear such a frame apart.
@@ -672,11 +677,11 @@ def check_driving(poses: PoseSequence, ref_pose: PoseSequence, threshold: float 
     from csg import keypoints as K
     from csg.errors import InputError
 
-    body = poses.scores[:, :K.LEFT_HIP] >= threshold  # head, shoulders, arms
-    empty = body.sum(1) < 2
+    moving = np.r_[np.arange(K.LEFT_HIP), np.arange(K.FACE.start, K.NUM_KEYPOINTS)]
+    empty = (poses.scores[:, moving] >= threshold).sum(1) < 2  # head, arms, face, hands
     if empty.all():
-        raise InputError(f"driving skeleton: no frame has confident keypoints (every score below "
-                         f"{threshold:g}); nothing to animate")
+        raise InputError(f"driving skeleton: no frame has confident keypoints of the head, arms, "
+                         f"face or hands (scores below {threshold:g}); nothing to animate")
     if empty.any():
         idx = np.flatnonzero(empty)
         log.warning("driving skeleton: %d of %d frames (first: %d) have no confident keypoints; "

@@ -115,14 +115,22 @@ def test_complete_hips_known_answer_and_anchors():
     assert np.allclose(done[K.RIGHT_HIP], [320 - 24, 105.6 + 144, 1.0], atol=1e-3)
     assert np.array_equal(np.delete(done, [K.LEFT_HIP, K.RIGHT_HIP], 0),
                           np.delete(upper, [K.LEFT_HIP, K.RIGHT_HIP], 0))
+    one = ref.copy()
+    one[K.RIGHT_HIP, 2] = 0.0  # a hip the photo shows is kept; only the other is placed
+    half = complete_hips(one, (1.5, 0.5))
+    assert np.array_equal(half[K.LEFT_HIP], ref[K.LEFT_HIP])
+    assert np.allclose(half[K.RIGHT_HIP], [320 - 24, 105.6 + 144, 1.0], atol=1e-3)
     a = reference_anchors(done)  # the torso anchors again, not the shoulder-only fallback
     assert np.isclose(a.torso, 144.0, atol=1e-3)
     # reference_frame gives back the hips of references built that way, and the hands' range
     frame = reference_frame([complete_hips(upper, (1.4, 0.6)), complete_hips(upper, (1.6, 0.6))])
     assert np.allclose(frame["hips"], (1.5, 0.6), atol=1e-3)
     assert np.allclose(frame["hand_range"], (90, 90, 90, 90), atol=1e-3)
+    assert "hips" not in reference_frame([upper])  # no reference with hips: the hands only
+    nothing = upper.copy()
+    nothing[K.HANDS, 2] = 0.0
     with pytest.raises(ValueError):
-        reference_frame([upper])  # no reference with hips
+        reference_frame([nothing])
 
 
 def test_pipeline_network_reference_is_undone_on_the_output():
@@ -273,3 +281,37 @@ def test_savgol_smooth_reduces_jitter_and_keeps_lines():
     assert acc(savgol_smooth(noisy, 7)) < 0.3 * acc(noisy)
     assert np.array_equal(savgol_smooth(noisy[:3], 7), noisy[:3].astype(np.float32))
     assert np.array_equal(savgol_smooth(noisy, 0), noisy.astype(np.float32))
+
+
+def test_editor_regenerate_uses_the_network_reference(monkeypatch):
+    """The browser editor's stage-1 regeneration gives the network the same reference as
+    `csg pose generate` (hips completed, hands turned) and keeps locked frames byte-exact."""
+    from dataclasses import replace
+
+    import audio2pose.sampling as S
+    from audio2pose.normalize import denormalize, hand_directions
+    from pipeline.editor.regen import clip_features, regenerate
+    from tests.test_audio2pose_model import speech, tiny_audio2pose
+
+    pipe = tiny_audio2pose()
+    pipe.sampling = replace(pipe.sampling, hand_range=(60, 120, 60, 120), hips=(1.5, 0.6))
+    ref, rel_up = _rel_ref(-180.0, 0.0)
+    photo = ref.copy()
+    photo[:, :2] = denormalize(rel_up, ref)
+    photo[[K.LEFT_HIP, K.RIGHT_HIP], 2] = 0.0
+    T = 20
+    feats = clip_features(pipe, speech(T / 25.0), T)
+    keypoints = np.repeat(photo[None], T, 0)
+    locked = np.zeros(T, bool)
+    locked[[3, 4, 15]] = True
+    seen = []
+    real_sample = S.sample
+    monkeypatch.setattr(S, "sample", lambda m, a, ref, **kw: seen.append(ref) or
+                        real_sample(m, a, ref, **kw))
+    out = regenerate(pipe, feats, photo, keypoints, 2, 18, locked, seed=1)
+    net_ref = seen[0][0].numpy()
+    assert np.allclose(hand_directions(net_ref)[0], 60.0, atol=1e-3)  # turned, as generate does
+    assert (net_ref[[K.LEFT_HIP, K.RIGHT_HIP]] != 0).any()  # completed hips are given
+    assert out.shape == (16, 133, 3) and np.isfinite(out[..., :2]).all()
+    assert np.array_equal(out[[1, 2, 13]], keypoints[[3, 4, 15]])  # locked: same bytes
+    assert (out[:, [K.LEFT_HIP, K.RIGHT_HIP], 2] == 0).all()  # completed hips stay hidden

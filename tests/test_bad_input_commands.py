@@ -530,3 +530,11 @@ def test_click_usage_errors_are_one_line(capsys, args, needle):
     rc, err = csg(capsys, args)
     assert_one_clear_line(rc, err, needle)
     assert "--help" in err
+
+
+def test_png_with_bytes_after_its_end_chunk_still_loads(scene, tmp_path):
+    from csg.image import load_image
+
+    padded = tmp_path / "padded.png"
+    padded.write_bytes(scene["photo"].read_bytes() + b"\0" * 100)
+    assert load_image(padded).shape[:2] == (H, W)

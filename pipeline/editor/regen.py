@@ -87,7 +87,8 @@ def regenerate(pipe, features: np.ndarray, ref_kp: np.ndarray, keypoints: np.nda
     """
     import torch
 
-    from audio2pose.normalize import RELIABLE, denormalize, normalize, reference_anchors
+    from audio2pose.normalize import (RELIABLE, denormalize, normalize, reference_anchors,
+                                      turn_hands, unturn_hands)
     from audio2pose.pipeline import savgol_smooth
 
     sample, window_spans = _sampler()
@@ -110,9 +111,11 @@ def regenerate(pipe, features: np.ndarray, ref_kp: np.ndarray, keypoints: np.nda
 
     m = pipe.model
     dev = next(m.parameters()).device
-    ref_rel = normalize(ref_kp[:, :2], ref_kp)
-    ref_in = torch.from_numpy(np.where(ref_kp[:, 2:] > RELIABLE, ref_rel, 0.0)).float().to(dev)
-    rel = normalize(keypoints[a0:b0, :, :2], ref_kp) - ref_rel
+    # the reference as `csg pose generate` gives it to the network (hips completed, hands turned
+    # into the training range), the known frames in the same frame, and back on the output
+    net_kp, ref_rel, turns, shifts = pipe._network_reference(np.asarray(ref_kp, np.float32))
+    ref_in = torch.from_numpy(np.where(net_kp[:, 2:] > RELIABLE, ref_rel, 0.0)).float().to(dev)
+    rel = turn_hands(normalize(keypoints[a0:b0, :, :2], net_kp), turns, shifts) - ref_rel
     z = m.standardize(torch.from_numpy(rel).float().to(dev))[None]  # (1, n, 133, 2)
     scores = torch.zeros(z.shape[:3], device=dev)
     audio = torch.from_numpy(np.asarray(features[a0:b0], np.float32)).to(dev)[None]
@@ -141,8 +144,8 @@ def regenerate(pipe, features: np.ndarray, ref_kp: np.ndarray, keypoints: np.nda
 
     if callback is not None:
         callback(total, total)  # windows whose frames an earlier window filled are skipped
-    rel_out = (m.destandardize(z[0]).float().cpu().numpy() + ref_rel)
-    xy = savgol_smooth(denormalize(rel_out, ref_kp), s.savgol)
+    rel_out = unturn_hands(m.destandardize(z[0]).float().cpu().numpy() + ref_rel, turns, shifts)
+    xy = savgol_smooth(denormalize(rel_out, net_kp), s.savgol)
     xy[~free] = keypoints[a0:b0][~free, :, :2]  # the smoothing moved them; the warp needs them
     xy = warp_to_known(xy, ~free)
     sc = np.where(ref_kp[None, :, 2] > RELIABLE, scores[0].float().cpu().numpy(), 0.0)

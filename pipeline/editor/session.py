@@ -86,6 +86,7 @@ class EditorSession:
         self.pose_path = Path(pose_path)
         poses = PoseSequence.load(self.pose_path)
         self.image = load_image(photo_path)
+        self._photo_name = str(photo_path)
         h, w = self.image.shape[:2]
         if (poses.height, poses.width) != (h, w):
             raise InputError(f"{self.pose_path}: skeleton canvas is {poses.width}x{poses.height} "
@@ -131,7 +132,7 @@ class EditorSession:
                 else:
                     from csg.extract import extract_pose
 
-                    ref = extract_pose(self.image)
+                    ref = extract_pose(self.image, source=self._photo_name)
                 if (ref.height, ref.width) != self.image.shape[:2]:
                     raise InputError(f"reference skeleton canvas {ref.width}x{ref.height} is not "
                                      "the photo's size")
