@@ -17,6 +17,7 @@ generator's statistics) and noised to a uniform random t with its cosine schedul
 from __future__ import annotations
 
 import json
+import os
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,7 +230,7 @@ def load_or_build_pool(path: Path, key: dict, make) -> Bank:
         log.info("self-distillation pool: %s is stale, rebuilding", path)
     pool = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: ranks build it too
     torch.save({"key": json.dumps(key), "z": pool.z, "audio": pool.audio, "clip": pool.clip}, tmp)
     tmp.replace(path)
     return pool

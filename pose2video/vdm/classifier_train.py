@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def _pool(cfg: VideoClassifierTrainConfig, renderer, bank: LatentBank, split: st
     g = torch.Generator().manual_seed(cfg.seed + (10_000 if split == "train" else 20_000))
     pool = build_pool(renderer, bank, size, cfg.pool_frames, cfg.region, g, canvas)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: ranks build it too
     torch.save({"key": json.dumps(key), "z": pool.z, "audio": pool.audio,
                 "poses": torch.from_numpy(pool.poses)}, tmp)
     tmp.replace(path)
