@@ -114,6 +114,11 @@ the hand's direction."""
 _HANDS = (K.LEFT_HAND, K.RIGHT_HAND)
 
 
+def _hand_seen(scores: np.ndarray, hand: slice, reliable: float) -> bool:
+    """Whether a hand's root and middle knuckle (what gives its direction) are reliable."""
+    return bool((np.asarray(scores)[[hand.start, hand.start + HAND_KNUCKLE]] > reliable).all())
+
+
 def hand_directions(rel: np.ndarray) -> np.ndarray:
     """(..., 2) direction in degrees of each hand (left, right) of reference-relative poses.
 
@@ -160,10 +165,8 @@ def hand_turns(rel: np.ndarray, scores: np.ndarray, ranges,
     dirs = hand_directions(rel)
     out = np.zeros(2)
     for i, h in enumerate(_HANDS):
-        idx = np.arange(133)[h]
-        unreliable = (np.asarray(scores)[idx[[0, HAND_KNUCKLE]]] <= reliable).any()
-        collapsed = not np.linalg.norm(rel[idx[HAND_KNUCKLE]] - rel[idx[0]]) > 1e-6
-        if unreliable or collapsed or not np.isfinite(dirs[i]):
+        collapsed = not np.linalg.norm(rel[h.start + HAND_KNUCKLE] - rel[h.start]) > 1e-6
+        if not _hand_seen(scores, h, reliable) or collapsed or not np.isfinite(dirs[i]):
             continue
         lo, hi = ranges[i]
         width = (hi - lo) % 360.0
@@ -174,27 +177,29 @@ def hand_turns(rel: np.ndarray, scores: np.ndarray, ranges,
     return out
 
 
+def _move_hands(rel: np.ndarray, degrees, before, after) -> np.ndarray:
+    """Each hand of ``rel`` (..., 133, 2): minus ``before`` (2, 2), turned by ``degrees`` (2,)
+    about the wrist, plus ``after`` (2, 2); body and face unchanged, dtype kept."""
+    out = np.array(rel, np.float64, copy=True)
+    for h, a, b, c in zip(_HANDS, np.asarray(degrees, np.float64).reshape(2), before, after):
+        cos, sin = np.cos(np.radians(a)), np.sin(np.radians(a))
+        out[..., h, :] = (out[..., h, :] - b) @ np.array([[cos, -sin], [sin, cos]]).T + c
+    return out.astype(np.asarray(rel).dtype)
+
+
 def turn_hands(rel: np.ndarray, degrees, shift=None) -> np.ndarray:
     """Move each hand of reference-relative poses (..., 133, 2) into its canonical frame: minus
     ``shift`` (2, 2) (the reference hand root's offset from the body wrist; None: 0), then turned
     about the wrist by ``degrees`` (left, right), counter-clockwise in image axes (the direction
     grows by that angle). Body and face are returned unchanged. :func:`unturn_hands` inverts it."""
-    out = np.array(rel, np.float64, copy=True)
     shift = np.zeros((2, 2)) if shift is None else np.asarray(shift, np.float64).reshape(2, 2)
-    for h, a, d in zip(_HANDS, np.asarray(degrees, np.float64).reshape(2), shift):
-        c, s = np.cos(np.radians(a)), np.sin(np.radians(a))
-        out[..., h, :] = (out[..., h, :] - d) @ np.array([[c, -s], [s, c]]).T
-    return out.astype(np.asarray(rel).dtype)
+    return _move_hands(rel, degrees, shift, np.zeros((2, 2)))
 
 
 def unturn_hands(rel: np.ndarray, degrees, shift=None) -> np.ndarray:
     """Inverse of :func:`turn_hands`: turned back by ``-degrees``, then plus ``shift``."""
-    out = np.array(rel, np.float64, copy=True)
     shift = np.zeros((2, 2)) if shift is None else np.asarray(shift, np.float64).reshape(2, 2)
-    for h, a, d in zip(_HANDS, np.asarray(degrees, np.float64).reshape(2), shift):
-        c, s = np.cos(np.radians(-a)), np.sin(np.radians(-a))
-        out[..., h, :] = out[..., h, :] @ np.array([[c, -s], [s, c]]).T + d
-    return out.astype(np.asarray(rel).dtype)
+    return _move_hands(rel, -np.asarray(degrees, np.float64), np.zeros((2, 2)), shift)
 
 
 def hand_shifts(rel: np.ndarray, scores: np.ndarray, reliable: float = RELIABLE) -> np.ndarray:
@@ -202,9 +207,8 @@ def hand_shifts(rel: np.ndarray, scores: np.ndarray, reliable: float = RELIABLE)
     for an unreliable hand). rel: (133, 2) reference-relative, scores (133,)."""
     out = np.zeros((2, 2))
     for i, h in enumerate(_HANDS):
-        root = np.arange(133)[h][0]
-        if np.asarray(scores)[root] > reliable and np.isfinite(rel[root]).all():
-            out[i] = rel[root]
+        if np.asarray(scores)[h.start] > reliable and np.isfinite(rel[h.start]).all():
+            out[i] = rel[h.start]
     return out
 
 
@@ -274,8 +278,7 @@ def reference_hand_range(refs, q: float = 10.0, reliable: float = RELIABLE) -> t
             continue
         d = hand_directions(rel)
         for i, h in enumerate(_HANDS):
-            idx = np.arange(133)[h]
-            if (ref[idx[[0, HAND_KNUCKLE]], 2] > reliable).all() and np.isfinite(d[i]):
+            if _hand_seen(ref[:, 2], h, reliable) and np.isfinite(d[i]):
                 dirs[i].append(float(d[i]))
     out: list[float] = []
     for side, d in zip(("left", "right"), dirs):

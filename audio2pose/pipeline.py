@@ -171,7 +171,7 @@ class Audio2PosePipeline:
         feats = audio_features(wav, SAMPLE_RATE, self.fps, T, self.features)
         dev = next(self.model.parameters()).device
         m = self.model
-        net_kp, ref_np, turns, shifts = self._network_reference(ref_kp)
+        net_kp, ref_np, turns, shifts = self.network_reference(ref_kp)
         ref_rel = torch.from_numpy(ref_np).to(dev)
         ref_in = torch.where(torch.from_numpy(net_kp[:, 2:] > RELIABLE).to(dev), ref_rel, 0.0)
         first = m.standardize(torch.zeros_like(ref_rel))
@@ -229,7 +229,7 @@ class Audio2PosePipeline:
         return PoseSequence(kps, fps=self.fps, width=ref.width, height=ref.height,
                             meta=meta).validate("generated poses")
 
-    def _network_reference(self, ref_kp: np.ndarray):
+    def network_reference(self, ref_kp: np.ndarray):
         """The reference as the network is given it: ``(net_kp, rel, turns, shifts)``.
 
         ``net_kp``: ``ref_kp`` with hips completed (``sampling.hips``, for an upper-body photo);

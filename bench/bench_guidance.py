@@ -79,7 +79,7 @@ def generate_batch(pipe, wavs: list[np.ndarray], refs: list[np.ndarray], *, step
     T = num_frames_for(wavs[0].shape[0], SR, pipe.fps)
     feats = [audio_features(fit_to_frames(w, T, SR, pipe.fps), SR, pipe.fps, T, pipe.features)
              for w in wavs]
-    nets = [pipe._network_reference(np.asarray(r, np.float32)) for r in refs]  # as generate does
+    nets = [pipe.network_reference(np.asarray(r, np.float32)) for r in refs]  # as generate does
     ref_rel = torch.stack([torch.from_numpy(n[1]) for n in nets])
     ok = torch.stack([torch.from_numpy(n[0][:, 2:] > RELIABLE) for n in nets])
     ref_in = torch.where(ok, ref_rel, 0.0)

@@ -157,19 +157,17 @@ def _hand(ref: np.ndarray, tgt: np.ndarray, ok: np.ndarray, root: int, s: np.nda
     if twist is not None and elbow_wrist is not None:
         e, wr = elbow_wrist
         fore_ok = (ok[:, e] & ok[:, wr])[sel]
-        zr = ref[[e, wr], 0] + 1j * ref[[e, wr], 1]
-        zf = tgt[sel][:, [e, wr], 0] + 1j * tgt[sel][:, [e, wr], 1]
-        fore = np.angle((zf[:, 1] - zf[:, 0]) / (zr[1] - zr[0] + 1e-12))
+        z_ref = ref[[e, wr], 0] + 1j * ref[[e, wr], 1]
+        z_tgt = tgt[sel][:, [e, wr], 0] + 1j * tgt[sel][:, [e, wr], 1]
+        fore = np.angle((z_tgt[:, 1] - z_tgt[:, 0]) / (z_ref[1] - z_ref[0] + 1e-12))
         rel = np.angle(a * np.exp(-1j * fore))
         lim = np.radians(twist)
         over = fore_ok & (np.abs(rel) > lim)
-        if over.any():
+        if over.any():  # turned about the hand root: the wrist stays where the fit put it
             a2 = np.abs(a) * np.exp(1j * (fore + np.clip(rel, -lim, lim)))
-            piv = 0  # the hand root: the wrist stays where the fit put it
-            zr0 = ref[idx[piv], 0] + 1j * ref[idx[piv], 1]
-            at = a * zr0 + b
+            z_root = ref[root, 0] + 1j * ref[root, 1]
+            b = np.where(over, a * z_root + b - a2 * z_root, b)
             a = np.where(over, a2, a)
-            b = np.where(over, at - a2 * zr0, b)
     out[sel] = _snap(similarity_matrix(a, b), ref[idx], zt, w > 0)
     return out
 

@@ -30,7 +30,8 @@ from .face import MouthStyle, mouth_style, paint_mouth
 from .layers import (Layer, arm_ok, background_plate, base_anchors, forearm_anchors, hand_anchors,
                      person_alpha, person_zone, upper_arm_anchors)
 from .masks import arm_free_base, arm_mask, arm_radius, elbow_split, hand_zone, soft_alpha
-from .rig import SIDES, P, blend_transforms, part_transforms, part_transforms_batch
+from .rig import (HAND_TWIST, SIDES, P, blend_transforms, part_transforms,
+                  part_transforms_batch)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class WarpConfig:
     map_stride: int = 2  # dense warp maps on a grid this much coarser, upsampled (1: exact)
     still_background: bool = False  # with segmentation: the moved person over a static clean
     # plate (a logo beside the head stays; ~15 % slower per frame, +0.1 dB person PSNR)
-    hand_twist: float | None = 45.0  # degrees a hand may turn against its forearm (null: free)
+    hand_twist: float | None = HAND_TWIST  # degrees a hand may turn against its forearm; null: free
 
     def __post_init__(self) -> None:
         if self.hand_twist is not None and not 0.0 <= float(self.hand_twist) <= 180.0:
@@ -80,7 +81,7 @@ class WarpRig:
     person: np.ndarray | None = None  # (H, W) uint8 the skeleton's person (alpha over the plate)
     cloth: list[Layer] = field(default_factory=list)  # clothes over each arm (base mesh, RGBA),
     # drawn after the arms
-    hand_twist: float | None = 45.0  # WarpConfig.hand_twist, for warp_frame without transforms
+    hand_twist: float | None = HAND_TWIST  # WarpConfig.hand_twist, for warp_frame
     # derived (__post_init__): 4-channel images for cv2's fast remap path, cv2 masks, samples
     base4: np.ndarray | None = None  # (H, W, 4) photo + person alpha (255 without a plate)
     fill4: np.ndarray | None = None  # (H, W, 4) fill + hole union

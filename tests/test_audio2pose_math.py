@@ -150,7 +150,7 @@ def test_pipeline_network_reference_is_undone_on_the_output():
     photo[:, :2] = denormalize(rel_up, ref)
     photo[[K.LEFT_HIP, K.RIGHT_HIP], 2] = 0.0  # an upper-body photo
     pipe.sampling = replace(pipe.sampling, hand_range=(60, 120, 60, 120), hips=(1.5, 0.6))
-    net_kp, rel, turns, shifts = pipe._network_reference(photo)
+    net_kp, rel, turns, shifts = pipe.network_reference(photo)
     # -90 is 150 degrees from both edges; the tie goes to the lower edge
     assert np.allclose(turns, [150.0, 0.0], atol=1e-3) and np.allclose(shifts, 0, atol=1e-6)
     assert np.allclose(hand_directions(rel), [60.0, 90.0], atol=1e-3)
@@ -162,7 +162,7 @@ def test_pipeline_network_reference_is_undone_on_the_output():
     assert (out.keypoints[:, [K.LEFT_HIP, K.RIGHT_HIP], 2] == 0).all()  # completed hips stay hidden
     assert out.meta["hand_frame"]["turn"] == [150.0, 0.0] and out.meta["hips_completed"]
     pipe.sampling = replace(pipe.sampling, hand_range=None, hips=None)  # off: identities
-    net_kp, rel, turns, shifts = pipe._network_reference(photo)
+    net_kp, rel, turns, shifts = pipe.network_reference(photo)
     assert np.array_equal(net_kp, photo) and not turns.any() and not shifts.any()
 
 

@@ -113,7 +113,7 @@ def regenerate(pipe, features: np.ndarray, ref_kp: np.ndarray, keypoints: np.nda
     dev = next(m.parameters()).device
     # the reference as `csg pose generate` gives it to the network (hips completed, hands turned
     # into the training range), the known frames in the same frame, and back on the output
-    net_kp, ref_rel, turns, shifts = pipe._network_reference(np.asarray(ref_kp, np.float32))
+    net_kp, ref_rel, turns, shifts = pipe.network_reference(np.asarray(ref_kp, np.float32))
     ref_in = torch.from_numpy(np.where(net_kp[:, 2:] > RELIABLE, ref_rel, 0.0)).float().to(dev)
     rel = turn_hands(normalize(keypoints[a0:b0, :, :2], net_kp), turns, shifts) - ref_rel
     z = m.standardize(torch.from_numpy(rel).float().to(dev))[None]  # (1, n, 133, 2)
