@@ -2,9 +2,9 @@
 + distillation -> + region loss, with speed (denoiser and decoder apart), reconstruction metrics on
 real clips and lip sync from pixels.
 
-    python bench/iasa.py [CLIPS ...] [--rows teacher,global0,global,local0,local,student,region]
+    python bench/iasa.py [CLIPS ...] [--rows teacher,global0,global,local0,local,student,region,decoder]
         [--global-weights runs/iasa/ft_global] [--local-weights runs/iasa/ft_local]
-        [--student runs/iasa/student_uniform] [--region runs/iasa/student_region]
+        [--student runs/iasa/student_uniform] [--region runs/iasa/student_region] [--decoder DIR]
         [--max-side 256] [--max-frames 32] [--every 8] [--speed-frames 16] [--threads 1]
         [--json out.json]
 
@@ -19,10 +19,13 @@ Rows (each a ``vdm`` renderer; missing weights skip the row with a line):
 | global / local | fine-tuned to that attention (``csg distill vdm --method finetune``) | global / global+local | as teacher |
 | student | few-step student, uniform loss (``csg distill vdm --set region_loss=false``) | global+local | its ``vdm.json``: 1 step, no CFG |
 | region | few-step student with the PAR region loss | global+local | 1 step, no CFG |
+| decoder | the region student decoded by the small decoder (``csg distill decoder``, ``--decoder``) | as region | as region |
+| teacher_decoder | control: the teacher decoded by the small decoder (not in the default rows) | dense | as teacher |
 
 Speed: every row renders the same ``--speed-frames`` frames of a moving test skeleton on a
 ``--max-side`` square photo, rounds interleaved over the rows (``--rounds``), best round kept;
-denoiser (all sampling passes of all windows) and decoder (TAEF2 + resize) timed apart. The machine
+denoiser (all sampling passes of all windows) and decoder (TAEF2 or the small one, + resize)
+timed apart. The machine
 is shared: compare the ratios of one run.
 
 Quality: ``bench/recon.py``'s protocol and functions (:func:`bench.recon.evaluate_clip`) on each clip
@@ -59,8 +62,10 @@ ROWS = {
     "local": ("+ local", "local_weights", "global+local"),
     "localref0": ("+ local, reference exempt (no fine-tune)", "", "global+local+ref"),
     "localref": ("+ local, reference exempt", "localref_weights", "global+local+ref"),
-    "student": ("+ distillation (1 step)", "student", ""),
-    "region": ("+ region loss (1 step)", "region", ""),
+    "student": ("+ distillation (1 step)", "student", "", "taef2"),
+    "region": ("+ region loss (1 step)", "region", "", "taef2"),
+    "decoder": ("+ small decoder (1 step)", "region", "", "taef2_lite"),
+    "teacher_decoder": ("teacher with the small decoder (control)", "", "dense", "taef2_lite"),
 }
 
 
@@ -101,12 +106,14 @@ def build(row: str, args) -> tuple[str, object | None, str]:
     from csg.errors import CsgError
     from pose2video.vdm.renderer import vdm_factory
 
-    label, wkey, attention = ROWS[row]
+    label, wkey, attention, *codec = ROWS[row]
     weights = getattr(args, wkey) if wkey else ""
     if wkey and not (weights and (Path(weights) / "config.json").is_file()):
         return label, None, f"no weights at {weights!r} (--{wkey.replace('_', '-')})"
+    small = {"codec": codec[0], "codec_path": args.decoder if codec[0] == "taef2_lite" else ""} \
+        if codec else {}  # (students: TAEF2 unless the row says otherwise, whatever their vdm.json)
     try:
-        r = vdm_factory(weights=weights, attention=attention, attention_topk=args.topk)
+        r = vdm_factory(weights=weights, attention=attention, attention_topk=args.topk, **small)
     except CsgError as e:
         return label, None, str(e)
     return label, r, ""
@@ -197,14 +204,16 @@ def lipsync(frames: list[np.ndarray], wav: np.ndarray | None, fps: float) -> flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("clips", nargs="*", default=[str(ROOT.parent / "shared/data/validation")])
-    ap.add_argument("--rows", default=",".join(r for r in ROWS if r not in ("dense_ft", "localref0",
-                                                                           "localref")))
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if r not in (
+        "dense_ft", "localref0", "localref", "teacher_decoder")))
     ap.add_argument("--dense-weights", default="runs/iasa/ft_dense")
     ap.add_argument("--global-weights", default="runs/iasa/ft_global")
     ap.add_argument("--localref-weights", default="runs/iasa/ft_localref")
     ap.add_argument("--local-weights", default="runs/iasa/ft_local")
     ap.add_argument("--student", default="runs/iasa/student_uniform")
     ap.add_argument("--region", default="runs/iasa/student_region")
+    ap.add_argument("--decoder", default="",
+                    help="small decoder folder (csg distill decoder; default: the shipped one)")
     ap.add_argument("--topk", type=int, default=0, help="K of the global mask (0: the model's)")
     ap.add_argument("--max-side", type=int, default=256)
     ap.add_argument("--max-frames", type=int, default=32)

@@ -1,7 +1,8 @@
 """csg's stages timed side by side with the cost of the field's peers, in one process, same input.
 
     python bench/peers.py [--size 256] [--seconds 10] [--rows stage1,csg405,warp,vdm,sd15]
-                          [--stage1-student DIR] [--vdm-student DIR] [--vdm-sparse DIR]
+                          [--stage1-student DIR] [--vdm-student DIR] [--vdm-decoder DIR]
+                          [--vdm-sparse DIR]
                           [--json out.json]
 
 Every row is printed as *compute seconds per second of video* (lower is better; 1.0 = real time)
@@ -188,6 +189,8 @@ def main() -> None:
     ap.add_argument("--stage1-student", default=None, help="a distilled stage-1 checkpoint folder")
     ap.add_argument("--vdm-weights", default=None, help="vdm teacher weights (default: embedded)")
     ap.add_argument("--vdm-student", default=None, help="distilled vdm weights folder")
+    ap.add_argument("--vdm-decoder", default=None,
+                    help="small decoder folder for the student row (default: the shipped one)")
     ap.add_argument("--vdm-sparse", default=None,
                     help="vdm fine-tuned to global+local attention (default: the teacher's weights)")
     ap.add_argument("--json", type=Path, default=None)
@@ -226,7 +229,12 @@ def main() -> None:
                                  attention="global+local", **sp))
         if args.vdm_student:
             rows.append(row_renderer(args, "vdm", photo, ref_pose, short, wav,
-                                     "csg vdm (student)", weights=args.vdm_student))
+                                     "csg vdm (student, TAEF2 decoder)", weights=args.vdm_student,
+                                     codec="taef2"))
+            rows.append(row_renderer(args, "vdm", photo, ref_pose, short, wav,
+                                     "csg vdm (student + small decoder)",
+                                     weights=args.vdm_student, codec="taef2_lite",
+                                     codec_path=args.vdm_decoder or ""))
     if "sd15" in rows_wanted:
         rows.append(row_sd15(args))
 

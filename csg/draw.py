@@ -13,6 +13,7 @@ it is blended in with alpha = score, so uncertain parts look faint. Sizes scale 
 from __future__ import annotations
 
 import colorsys
+import math
 from typing import Iterator
 
 import numpy as np
@@ -102,8 +103,12 @@ def draw_sequence(pose, size_hw: tuple[int, int] | None = None, **kwargs) -> Ite
 
 
 # --- primitives -----------------------------------------------------------------------------------
+FAR = 1e6
+"""Points with a coordinate beyond +-FAR pixels are not drawn (OpenCV takes int32 coordinates)."""
+
+
 def _ok(p: np.ndarray) -> bool:
-    return bool(np.isfinite(p[:2]).all())
+    return bool((np.abs(p[:2]) < FAR).all())  # (False for NaN and inf too)
 
 
 def _alpha(score: float, threshold: float) -> float:
@@ -117,9 +122,9 @@ def _blend(img: np.ndarray, pts: np.ndarray, pad: int, alpha: float, draw) -> No
         draw(img, np.zeros(2))
         return
     h, w = img.shape[:2]
-    x0, y0 = np.floor(pts.min(0)).astype(int) - pad - 1
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + pad + 2
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    xs, ys = pts[:, 0].tolist(), pts[:, 1].tolist()  # (Python scalars: this runs per primitive)
+    x0, y0 = max(math.floor(min(xs)) - pad - 1, 0), max(math.floor(min(ys)) - pad - 1, 0)
+    x1, y1 = min(math.ceil(max(xs)) + pad + 2, w), min(math.ceil(max(ys)) + pad + 2, h)
     if x0 >= x1 or y0 >= y1:
         return
     roi = img[y0:y1, x0:x1]
@@ -203,7 +208,27 @@ def _draw_hand(img, hand, sz, threshold):
 
 
 def _draw_points(img, pts, color, radius, threshold):
-    for p in pts:
-        alpha = _alpha(p[2], threshold)
-        if alpha > 0 and _ok(p):
-            _dot(img, p, color, radius, alpha)
+    """Dots at ``pts`` (N, 3): :func:`_dot` for each, in order, with the same pixels, written
+    out on Python scalars (a skeleton has ~130 dots; per-dot numpy overhead was most of it)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    for x, y, score in pts.tolist():
+        alpha = _alpha(score, threshold)
+        if not (alpha > 0 and -radius - 2 <= x <= w + radius + 2
+                and -radius - 2 <= y <= h + radius + 2):
+            continue  # (also NaN) wholly outside the image: nothing to draw
+        if alpha >= 0.999:
+            cv2.circle(img, (int(round(x)), int(round(y))), radius, color, thickness=-1,
+                       lineType=cv2.LINE_AA)
+            continue
+        x0, y0 = max(math.floor(x) - radius - 1, 0), max(math.floor(y) - radius - 1, 0)
+        x1, y1 = min(math.ceil(x) + radius + 2, w), min(math.ceil(y) + radius + 2, h)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        roi = img[y0:y1, x0:x1]
+        layer = roi.copy()
+        cv2.circle(layer, (int(round(x - x0)), int(round(y - y0))), radius, color, thickness=-1,
+                   lineType=cv2.LINE_AA)
+        roi[:] = (roi.astype(np.float32) * (1 - alpha) + layer.astype(np.float32) * alpha + 0.5
+                  ).astype(np.uint8)

@@ -102,13 +102,21 @@ def _disc_union(pts: np.ndarray, values: np.ndarray, r: float, grid_hw: tuple[in
                 reduce: str) -> np.ndarray:
     """(h, w) float: per pixel, the max (or sum) of ``values`` of the discs of radius r covering it."""
     h, w = grid_hw
+    if 0 < len(pts) * h * w <= 1 << 21:  # small grids (latent grids): all discs at once
+        x, y = pts[:, 0, None, None], pts[:, 1, None, None]
+        inside = (np.arange(w)[None, None, :] - x) ** 2 + (np.arange(h)[None, :, None] - y) ** 2 \
+            <= r * r
+        layers = inside * np.asarray(values, np.float64)[:, None, None]
+        if reduce == "sum":  # cumsum adds in point order, as the loop below: the same bits
+            return np.cumsum(layers, axis=0)[-1] + 0.0
+        return np.maximum(layers.max(0), 0.0)
     out = np.zeros((h, w), np.float64)
     for (x, y), v in zip(pts, values):
         x0, x1 = max(0, int(np.floor(x - r))), min(w, int(np.ceil(x + r)) + 1)
         y0, y1 = max(0, int(np.floor(y - r))), min(h, int(np.ceil(y + r)) + 1)
         if x0 >= x1 or y0 >= y1:
             continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
+        yy, xx = np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :]  # (mgrid is slow)
         inside = (xx - x) ** 2 + (yy - y) ** 2 <= r * r
         patch = out[y0:y1, x0:x1]
         if reduce == "sum":

@@ -107,3 +107,21 @@ def test_eval_uses_the_one_taxonomy(frame):
         assert idx.tolist() == R.keypoint_indices(name).tolist()
     assert VM.keypoint_bbox(frame, (480, 640), region="face") == \
         VM.keypoint_bbox(frame, (480, 640), group=K.FACE)
+
+
+def test_disc_union_small_grid_path_matches_the_loop_bit_for_bit():
+    """Latent grids take the all-discs-at-once path, canvases the per-disc loop: a small grid
+    must equal the corner of a grid big enough for the loop."""
+    from csg.regions import _disc_union
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(1, 140))
+        pts = rng.uniform(-5, 40, (n, 2))
+        vals = rng.uniform(0, 1.5, n)
+        r = float(rng.uniform(0.3, 5))
+        big_w = (1 << 21) // (n * 30) + 64  # n * 30 * big_w > 2 ** 21: the loop
+        for reduce in ("sum", "max"):
+            small = _disc_union(pts, vals, r, (30, 36), reduce)
+            big = _disc_union(pts, vals, r, (30, big_w), reduce)
+            assert np.array_equal(small, big[:, :36])

@@ -110,6 +110,83 @@ def test_taef2_missing_weights_one_line(tmp_path):
         Taef2Codec(tmp_path)
 
 
+def test_small_decoder_shapes_cost_and_one_line_when_missing(tmp_path):
+    from pose2video.vdm.codec import Taef2Codec, Taef2LiteCodec, build_codec
+
+    c = Taef2LiteCodec(weights=False)
+    z = torch.randn(2, 32, 3, 5)
+    y = c.decode(z)
+    assert y.shape == (2, 3, 24, 40) and 0 <= float(y.min()) and float(y.max()) <= 1
+    big = sum(p.numel() for p in Taef2Codec(weights=False).decoder.parameters())
+    assert sum(p.numel() for p in c.decoder.parameters()) * 5 < big
+    with pytest.raises(WeightsNotFoundError, match=f"{tmp_path}.*csg distill decoder"):
+        build_codec("taef2_lite", str(tmp_path))
+
+
+def test_decoder_distillation_learns_and_exports(tmp_path):
+    """A short run on random latents lowers the loss against TAEF2's decodings, exports weights
+    the codec loads, and records the held-out PSNR it reports."""
+    import json
+
+    from pose2video.vdm.codec import Taef2LiteCodec
+    from pose2video.vdm.decoder_distill import DecoderDistillConfig, distill_decoder, psnr
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "cache").mkdir()
+    lat = (rng.normal(0, 1, (40, 32, 3, 3)) * np.linspace(0.2, 2, 32)[None, :, None, None])
+    np.savez(tmp_path / "cache" / "a.npz", latents=lat.astype(np.float16))
+    cfg = DecoderDistillConfig(cache=(str(tmp_path / "cache"),), out=str(tmp_path / "run"),
+                               batch_size=8, max_steps=60, warmup=5, lr=3e-3, log_every=10,
+                               save_every=1000, noisy_copies=1, holdout=5)
+    out = distill_decoder(cfg, echo=lambda s: None)
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
+    note = json.loads((out / "decoder.json").read_text())
+    assert note["latents"] == 80 and note["held_out"] == 16
+    c = Taef2LiteCodec(out)
+    data = torch.load(out / "targets.pt")
+    held = data["latents"][::5]
+    got = psnr(c.decode(held), data["rgb"][::5].float() / 255)
+    assert abs(got - note["held_out_psnr_vs_taef2"]) < 0.05  # float16 export: same decoder
+
+
+def test_media_crops_from_videos_and_photos(tmp_path):
+    from csg.image import save_image
+    from csg.video import write_video
+    from pose2video.vdm.decoder_distill import media_crops, media_files, random_crops
+
+    rng = np.random.default_rng(0)
+    frame = np.zeros((60, 90, 3), np.uint8)
+    frame[:, :45] = 255  # left half white
+    crops = random_crops(frame, 200, 16, rng)
+    assert crops.shape == (200, 16, 16, 3) and crops.dtype == np.uint8
+    left = crops[:, 8, 0, 0].astype(int) - crops[:, 8, -1, 0]
+    assert (left > 0).any() and (left < 0).any()  # mirrored crops exist, unmirrored too
+    save_image(tmp_path / "a.png", frame)
+    write_video(tmp_path / "b.mp4", [frame] * 10, fps=25)
+    (tmp_path / "notes.txt").write_text("not media")
+    files = media_files((str(tmp_path),))
+    assert [f.name for f in files] == ["a.png", "b.mp4"]
+    out = media_crops(files, 8, 16, rng)
+    assert out.shape == (2 + 8, 16, 16, 3)
+    with pytest.raises(Exception, match="no such file"):
+        media_files((str(tmp_path / "missing"),))
+
+
+def test_latent_noise_copies_scale_with_each_channel():
+    from pose2video.vdm.decoder_distill import psnr, with_noise
+
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(200, 4, 4, 4) * torch.tensor([0.1, 1.0, 3.0, 10.0]).view(1, 4, 1, 1)
+    out = with_noise(lat, 0.5, 2, g)
+    assert out.shape == (600, 4, 4, 4) and torch.equal(out[:200], lat)
+    d = (out[200:400] - lat).transpose(0, 1).reshape(4, -1).std(1)
+    assert torch.allclose(d, 0.5 * torch.tensor([0.1, 1.0, 3.0, 10.0]), rtol=0.1)
+    assert with_noise(lat, 0.0, 2, g) is lat
+    x = torch.full((1, 3, 2, 2), 0.5)
+    assert abs(psnr(x + 0.1, x) - 20.0) < 1e-4  # MSE 0.01 -> 20 dB
+
+
 @pytest.mark.skipif(not (SHARED / "data" / "video" / "face").is_dir(),
                     reason="../shared/data/video/face not present")
 def test_taef2_reconstructs_a_real_frame():
@@ -264,6 +341,25 @@ def test_windows_carry_the_previous_latents_exactly():
         assert torch.equal(ctx1[:, 0], state.ref_latent)  # frame 0: the reference, clean
         prev = torch.cat([ctx0[:, 1:], new0], 1)
         assert torch.equal(ctx1[:, 1:], prev[:, -2:])  # the carried latents, bit for bit
+
+
+def test_window_maps_are_each_frames_own_skeleton():
+    """The carried frames' maps are reused from the previous window, not redrawn: every window
+    must still see exactly the maps of its own frames."""
+    from pose2video.vdm.data import pose_maps
+    from pose2video.vdm.renderer import scale_poses
+
+    r = tiny_renderer()  # window 4, overlap 2
+    poses = make_moving_pose(9, H, W)
+    state = r.prepare(_photo(), make_reference_pose(H, W))
+    seen, sample = [], r._sample
+    r._sample = lambda context, maps, *a, **k: (seen.append(maps), sample(context, maps, *a, **k))[1]
+    list(r.render_windows(state, poses, generator=torch.Generator().manual_seed(0)))
+    kp = scale_poses(poses.keypoints, poses.size_hw, state.work_hw)
+    assert len(seen) == len(r.plan(9))
+    for maps, (a, b, k) in zip(seen, r.plan(9)):
+        want = pose_maps(np.concatenate([state.ref_pose[None], kp[a - k:b]]), state.work_hw)
+        assert torch.equal(maps[0], want)
 
 
 @pytest.mark.parametrize("hw", [(37, 53), (101, 29), (8, 8)])

@@ -77,6 +77,7 @@ def test_distill_trajectory_exports_a_one_step_student_that_renders(tmp_path):
     out = distill(_cfg(tmp_path, region_loss=True))
     model, note = load_vdm(out)
     assert note["render"] == {"steps": 1, "cfg_pose": 1.0, "cfg_audio": 1.0}
+    assert note["codec"] == "autoencoder_kl"  # the small decoder reads TAEF2 latents only
     assert note["distill"]["method"] == "trajectory" and note["distill"]["steps"] == 3
     assert model.config.attention == "global+local"
     assert (out / "pairs.pt").is_file()
@@ -87,6 +88,19 @@ def test_distill_trajectory_exports_a_one_step_student_that_renders(tmp_path):
     st = r.prepare(np.full((32, 32, 3), 100, np.uint8), make_reference_pose(32, 32))
     frames = np.concatenate(list(r.render(st, make_moving_pose(5, 32, 32), progress=False)))
     assert frames.shape == (5, 32, 32, 3)
+
+
+def test_a_taef2_teachers_student_decodes_with_the_small_decoder(tmp_path):
+    from pose2video.vdm.distill import VdmDistillConfig, export
+
+    teacher = {"codec": "taef2", "codec_path": "", "size": 128}
+    for codec, want in (("taef2_lite", "taef2_lite"), ("", "taef2")):
+        out = tmp_path / (codec or "plain")
+        export(tiny_model(), VdmDistillConfig(codec=codec), teacher, out, steps=1, minutes=0.0)
+        assert json.loads((out / "vdm.json").read_text())["codec"] == want
+    out = tmp_path / "ft"
+    export(tiny_model(), VdmDistillConfig(method="finetune"), teacher, out, steps=1, minutes=0.0)
+    assert json.loads((out / "vdm.json").read_text())["codec"] == "taef2"  # not a student
 
 
 def test_distill_finetune_keeps_teacher_sampler_defaults(tmp_path):

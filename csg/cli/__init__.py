@@ -111,6 +111,8 @@ def train() -> None:
                    "Stage-1 student: k DDIM steps, no CFG (trajectory distillation)."),
     "vdm": ("pose2video.vdm.distill_cli:distill_vdm",
             "vdm student: k DDIM steps, no CFG, sparse attention, region loss."),
+    "decoder": ("pose2video.vdm.distill_cli:distill_decoder",
+                "A small latent decoder distilled from TAEF2's (the student's decoding cost)."),
 })
 def distill() -> None:
     """Few-step students distilled from the diffusion stages, through accelerate."""

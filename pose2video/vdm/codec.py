@@ -84,7 +84,23 @@ def _taef2_modules():
                              conv(c, c, bias=False), Block(c), Block(c), Block(c), up(),
                              conv(c, c, bias=False), Block(c), conv(c, 3))
 
-    return encoder, decoder
+    def lite_decoder(channels=LITE_CHANNELS, latent: int = 32) -> nn.Sequential:
+        """The distilled small decoder (:class:`Taef2LiteCodec`): one ``Block`` per scale at
+        ``channels`` (1/8, 1/4, 1/2 of the frame), nearest 2x upsampling between them, and a last
+        conv to 12 channels unshuffled to RGB at full size (no full-resolution conv)."""
+        layers = [Clamp(), conv(latent, channels[0]), nn.ReLU(), Block(channels[0])]
+        for a, b in zip(channels, channels[1:]):
+            layers += [nn.Upsample(scale_factor=2), conv(a, b), nn.ReLU(), Block(b)]
+        return nn.Sequential(*layers, conv(channels[-1], 12), nn.PixelShuffle(2))
+
+    return encoder, decoder, lite_decoder
+
+
+LITE_CHANNELS = (64, 32, 16)
+"""Widths of the distilled small decoder at 1/8, 1/4 and 1/2 of the frame."""
+
+TAEF2_LITE_DIR = Path(__file__).resolve().parent.parent / "weights" / "taef2_lite"
+"""The shipped small decoder distilled from TAEF2's (``decoder.safetensors`` + ``TRAINING.md``)."""
 
 
 def _load_strict(module, path: Path, what: str) -> None:
@@ -118,7 +134,7 @@ class Taef2Codec:
                  weights: bool = True):
         import torch
 
-        enc_cls, dec_cls = _taef2_modules()
+        enc_cls, dec_cls, _ = _taef2_modules()
         self.encoder, self.decoder = enc_cls(), dec_cls()
         if weights:
             folder = Path(folder) if folder is not None else TAEF2_DIR
@@ -146,6 +162,36 @@ class Taef2Codec:
 
         with torch.inference_mode():
             return self.decoder(latents.to(self.device, self.dtype)).float().clamp(0, 1)
+
+
+class Taef2LiteCodec(Taef2Codec):
+    """TAEF2's encoder with a small decoder distilled from TAEF2's (``csg distill decoder``):
+    the same latent space, about 30x fewer multiply-adds per decoded frame (IASA's real-time
+    budget on CPU: the decoder bounds a one-step student). Encoding is TAEF2's own.
+
+    ``folder`` holds the small decoder's ``decoder.safetensors`` (default: the shipped one,
+    ``pose2video/weights/taef2_lite``); ``taef2`` the TAEF2 weights for the encoder.
+    """
+
+    def __init__(self, folder: str | Path | None = None, *, taef2: str | Path | None = None,
+                 device: str = "cpu", dtype=None, weights: bool = True):
+        super().__init__(taef2, device=device, dtype=dtype, weights=weights)
+        import json
+
+        _, _, lite_cls = _taef2_modules()
+        folder = Path(folder) if folder is not None else TAEF2_LITE_DIR
+        note = folder / "decoder.json"
+        channels = tuple(json.loads(note.read_text()).get("channels", LITE_CHANNELS)) \
+            if weights and note.is_file() else LITE_CHANNELS
+        self.decoder = lite_cls(channels)
+        if weights:
+            path = folder / "decoder.safetensors"
+            if not path.is_file():
+                raise WeightsNotFoundError(
+                    f"{path}: small decoder weights not found; train them with `csg distill "
+                    f"decoder --out {folder}` or use render.codec=taef2")
+            _load_strict(self.decoder, path, "small decoder")
+        self.decoder.to(self.device, self.dtype).eval().requires_grad_(False)
 
 
 # --- diffusers AutoencoderKL -----------------------------------------------------------------------
@@ -218,12 +264,16 @@ def _check_frames(frames, factor: int) -> None:
 
 
 def build_codec(kind: str = "taef2", path: str | None = None, *, device: str = "cpu", dtype=None):
-    """``"taef2"`` (``path``: a weights folder, default the shipped one) or ``"autoencoder_kl"``
+    """``"taef2"`` (``path``: a weights folder, default the shipped one), ``"taef2_lite"``
+    (TAEF2's encoder, the distilled small decoder; ``path``: its folder) or ``"autoencoder_kl"``
     (``path``: local folder or cached hub id)."""
     from csg.errors import ConfigError
 
     if kind == "taef2":
         return Taef2Codec(path, device=device, dtype=dtype)
+    if kind == "taef2_lite":
+        return Taef2LiteCodec(path, device=device, dtype=dtype)
     if kind == "autoencoder_kl":
         return DiffusersVaeCodec(path, device=device, dtype=dtype)
-    raise ConfigError(f"vdm: unknown codec {kind!r}; use 'taef2' or 'autoencoder_kl'")
+    raise ConfigError(f"vdm: unknown codec {kind!r}; use 'taef2', 'taef2_lite' or "
+                      "'autoencoder_kl'")

@@ -79,7 +79,7 @@ class VdmRenderConfig:
     """Options of ``get_renderer("vdm", ...)`` (``configs/pose2video/vdm.yaml``)."""
 
     weights: str = ""  # model folder (config.json + safetensors); "" : the embedded checkpoint
-    codec: str = ""  # "" : the codec the checkpoint was trained with; "taef2" | "autoencoder_kl"
+    codec: str = ""  # "" : the checkpoint's; "taef2" | "taef2_lite" (small decoder) | "autoencoder_kl"
     codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2)
     size: int = 0  # working resolution (long side, px); 0 : the checkpoint's training size
     steps: int = 0  # DDIM steps (trailing spacing); 0 : the checkpoint's vdm.json "render", else 12

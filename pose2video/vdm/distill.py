@@ -87,6 +87,7 @@ class VdmDistillConfig:
     save_every: int = 100  # steps between resumable checkpoints
     seed: int = 0  # pairs, data order, noise
     export_dtype: str = "float16"  # exported weights
+    codec: str = "taef2_lite"  # a TAEF2 teacher's student decodes with the small decoder; "": TAEF2
 
 
 # --- pure pieces -------------------------------------------------------------------------------------
@@ -188,6 +189,9 @@ def distill(cfg: VdmDistillConfig, *, resume: bool = False, echo=logger.info) ->
     from .train import collate, lr_lambda, training_loss
 
     check_mode(cfg.attention)
+    if cfg.codec not in ("", "taef2", "taef2_lite"):
+        raise DataError(f"codec must be 'taef2_lite', 'taef2' or '' (the teacher's), got "
+                        f"{cfg.codec!r}")
     if cfg.method not in ("trajectory", "finetune"):
         raise DataError(f"method must be 'trajectory' or 'finetune', got {cfg.method!r}")
     teacher, note = load_vdm(cfg.teacher or None)
@@ -311,4 +315,6 @@ def export(model, cfg: VdmDistillConfig, teacher_note: dict, out: Path, *, steps
                        "teacher_cfg_pose": cfg.teacher_cfg_pose}
     if cfg.method == "trajectory":
         note["render"] = {"steps": cfg.student_steps, "cfg_pose": 1.0, "cfg_audio": 1.0}
+        if cfg.codec == "taef2_lite" and note.get("codec", "taef2") == "taef2":
+            note["codec"], note["codec_path"] = "taef2_lite", ""  # (reads TAEF2 latents only)
     (out / "vdm.json").write_text(json.dumps(note, indent=1, default=str))

@@ -229,10 +229,16 @@ class VdmRenderer:
             tok = torch.zeros(T, 2 * m.audio_context + 1, m.audio_dim)
         ref_map = pose_maps(state.ref_pose[None], work, self.config.threshold)
         prev = None  # latents of the previous window (1, n, C, h, w)
+        drawn, drawn_from = ref_map[:0], 0  # skeleton maps of the previous window, from frame
         for j, (a, b, k) in enumerate(self.plan(T)):
             carried = prev[:, prev.shape[1] - k:] if k else state.ref_latent[:, None][:, :0]
             context = torch.cat([state.ref_latent[:, None], carried], 1)
-            maps = torch.cat([ref_map, pose_maps(kp[a - k:b], work, self.config.threshold)])
+            # the carried frames' maps were drawn for the previous window: draw only the new ones
+            kept = drawn[a - k - drawn_from:] if k else drawn[:0]
+            drawn = torch.cat([kept, pose_maps(kp[a - k + len(kept):b], work,
+                                               self.config.threshold)])
+            drawn_from = a - k
+            maps = torch.cat([ref_map, drawn])
             aud = torch.cat([torch.zeros_like(tok[:1]), tok[a - k:b]])
             from .classifier import window_guide  # PCE guide of this window, read by _sample
 
