@@ -201,6 +201,12 @@ def lipsync(frames: list[np.ndarray], wav: np.ndarray | None, fps: float) -> flo
     return float(S.lagged_correlation(mouth, env, 4).r)
 
 
+def recon_args(args) -> SimpleNamespace:
+    """The options :func:`bench.recon.evaluate_clip` reads, from this script's."""
+    return SimpleNamespace(max_side=args.max_side, max_frames=args.max_frames, every=args.every,
+                           cache=None, sheets=None, sheet_prefix="", real_pck=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("clips", nargs="*", default=[str(ROOT.parent / "shared/data/validation")])
@@ -248,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     sp = speed(renderers, args)
     base = sp.get("teacher", next(iter(sp.values()), {})).get("total")
     clips = [] if args.no_quality else find_clips([Path(c) for c in args.clips])
-    rec = SimpleNamespace(max_side=args.max_side, max_frames=args.max_frames, every=args.every,
-                          cache=None, sheets=None, sheet_prefix="")
+    rec = recon_args(args)
     quality: dict[str, list[dict]] = {row: [] for row in renderers}
     real_ls: dict[str, float] = {}
     for clip in clips:

@@ -183,7 +183,12 @@ def check_finite(wav: np.ndarray, sr: int, source: str = "audio") -> np.ndarray:
     return wav
 
 
-def check_audible(wav: np.ndarray, sr: int, source: str = "audio", *, min_seconds: float = 0.2,
+MIN_SPEECH_SECONDS = 0.5
+"""Shortest speech ``csg pose generate`` and ``csg run`` accept (``limits.min_audio_seconds``)."""
+
+
+def check_audible(wav: np.ndarray, sr: int, source: str = "audio", *,
+                  min_seconds: float = MIN_SPEECH_SECONDS,
                   silence_dbfs: float = -60.0) -> np.ndarray:
     """Raise :class:`AudioError` if ``wav`` (N,) is shorter than ``min_seconds`` or silent.
 

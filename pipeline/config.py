@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from csg.audio import MIN_SPEECH_SECONDS
 from csg.config import load_config
 from csg.diffusion.guidance import DG_FORMS, MODES, GuidanceConfig
 
@@ -51,7 +52,7 @@ class RenderConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     max_audio_seconds: float = 600.0  # longer audio is refused; raise it for long talks
-    min_audio_seconds: float = 0.5  # shorter audio is refused
+    min_audio_seconds: float = MIN_SPEECH_SECONDS  # shorter audio is refused (0.5 s)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,12 @@ def test_check_audible():
         check_audible(np.full(16000, 1e-4, np.float32), 16000)  # -80 dBFS
     with pytest.raises(AudioError, match="0.10 s"):
         check_audible(_tone(16000, 0.1), 16000)
+    # one minimum for csg pose generate (this default) and csg run (limits.min_audio_seconds)
+    from pipeline.config import LimitsConfig
+
+    with pytest.raises(AudioError, match="0.30 s long; csg needs at least 0.5 s"):
+        check_audible(_tone(16000, 0.3), 16000)
+    assert LimitsConfig().min_audio_seconds == 0.5
 
 
 def test_save_audio_round_trip_atomic(tmp_path):

@@ -77,3 +77,17 @@ def test_markdown_shows_the_real_frames_ceiling_in_brackets():
            "pck_body": 0.9}
     table = recon.markdown([row])
     assert "| 0.50 (0.75) |" in table and "| 0.90 |" in table
+
+
+def test_iasa_gives_evaluate_clip_every_option_it_reads():
+    """bench/iasa.py calls recon.evaluate_clip with its own namespace: every ``args.X`` the
+    function reads must be there (a new recon option once broke the IASA table)."""
+    import inspect
+    import re
+    from types import SimpleNamespace
+
+    import iasa
+
+    read = set(re.findall(r"args\.(\w+)", inspect.getsource(recon.evaluate_clip)))
+    rec = iasa.recon_args(SimpleNamespace(max_side=256, max_frames=8, every=4))
+    assert read and read <= set(vars(rec)), read - set(vars(rec))

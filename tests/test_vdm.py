@@ -123,6 +123,26 @@ def test_small_decoder_shapes_cost_and_one_line_when_missing(tmp_path):
         build_codec("taef2_lite", str(tmp_path))
 
 
+def test_shipped_small_decoder_decodes_an_example_photo():
+    """The shipped small decoder (pose2video/weights/taef2_lite, loaded by default, strict) decodes
+    TAEF2 latents of a real photo close to TAEF2's own decoding (24.5 dB when it was trained)."""
+    import cv2
+
+    from csg.image import load_image
+    from pose2video.vdm.codec import Taef2Codec, build_codec
+    from pose2video.vdm.decoder_distill import psnr
+
+    img = load_image(Path(__file__).resolve().parents[1] / "examples/images/moore_anyone-3.png")
+    s = min(img.shape[:2])
+    img = cv2.resize(img[:s, :s], (128, 128), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    lite, full = build_codec("taef2_lite", ""), Taef2Codec()
+    with torch.inference_mode():
+        z = full.encoder(x)
+        assert psnr(lite.decode(z), full.decoder(z).clamp(0, 1)) > 22.0
+        assert psnr(lite.decode(z), x) > 22.0
+
+
 def test_decoder_distillation_learns_and_exports(tmp_path):
     """A short run on random latents lowers the loss against TAEF2's decodings, exports weights
     the codec loads, and records the held-out PSNR it reports."""
@@ -137,17 +157,34 @@ def test_decoder_distillation_learns_and_exports(tmp_path):
     np.savez(tmp_path / "cache" / "a.npz", latents=lat.astype(np.float16))
     cfg = DecoderDistillConfig(cache=(str(tmp_path / "cache"),), out=str(tmp_path / "run"),
                                batch_size=8, max_steps=60, warmup=5, lr=3e-3, log_every=10,
-                               save_every=1000, noisy_copies=1, holdout=5)
+                               save_every=1000, noisy_copies=1, holdout=5,
+                               channels=(32, 16, 8))
     out = distill_decoder(cfg, echo=lambda s: None)
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
     note = json.loads((out / "decoder.json").read_text())
-    assert note["latents"] == 80 and note["held_out"] == 16
-    c = Taef2LiteCodec(out)
+    assert note["latents"] == 80 and note["held_out"] == 16 and note["channels"] == [32, 16, 8]
+    c = Taef2LiteCodec(out)  # builds the widths decoder.json names
     data = torch.load(out / "targets.pt")
     held = data["latents"][::5]
     got = psnr(c.decode(held), data["rgb"][::5].float() / 255)
     assert abs(got - note["held_out_psnr_vs_taef2"]) < 0.05  # float16 export: same decoder
+
+
+def test_decoder_loss_edge_term_punishes_blur_not_offsets():
+    from pose2video.vdm.decoder_distill import decoder_loss
+
+    t = torch.zeros(1, 3, 16, 16)
+    t[..., :, 8:] = 1.0  # one vertical edge
+    blur = t.clone()
+    blur[..., :, 6:10] = torch.tensor([0.2, 0.4, 0.6, 0.8])  # the edge spread over 4 pixels
+    shift = (t + 0.05).clamp(max=1.0)
+    base = decoder_loss(blur, t)
+    assert torch.isclose(decoder_loss(blur, t, edge=0.0), base)
+    assert decoder_loss(blur, t, edge=1.0) > base + 0.01  # blur: a gradient error
+    # a uniform offset where it is not clamped changes no gradient but the edge columns'
+    d_edge = decoder_loss(shift, t, edge=1.0) - decoder_loss(shift, t)
+    assert 0 <= float(d_edge) < 0.01
 
 
 def test_media_crops_from_videos_and_photos(tmp_path):

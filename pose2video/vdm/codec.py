@@ -179,7 +179,7 @@ class Taef2LiteCodec(Taef2Codec):
         import json
 
         _, _, lite_cls = _taef2_modules()
-        folder = Path(folder) if folder is not None else TAEF2_LITE_DIR
+        folder = Path(folder) if folder else TAEF2_LITE_DIR  # None or "": the shipped one
         note = folder / "decoder.json"
         channels = tuple(json.loads(note.read_text()).get("channels", LITE_CHANNELS)) \
             if weights and note.is_file() else LITE_CHANNELS

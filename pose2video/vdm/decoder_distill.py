@@ -53,7 +53,9 @@ class DecoderDistillConfig:
     media: tuple = ()  # folders / files of videos and photos to take random crops from; optional
     crops: int = 48  # random crops per video (photos: crops / 4)
     size: int = 128  # crop size in pixels (multiple of 8): the vdm working size
+    channels: tuple = (64, 32, 16)  # the small decoder's widths at 1/8, 1/4, 1/2 of the frame
     out: str = "runs/taef2_lite"  # run folder; the decoder is exported into it
+    edge: float = 0.0  # weight of the image-gradient L1 term (decoder_loss)
     noise: float = 0.1  # std of the added latent noise, in units of each channel's std
     noisy_copies: int = 1  # noisy copies per latent (0: none)
     holdout: int = 10  # every n-th latent is held out for the PSNR check
@@ -153,10 +155,15 @@ def with_noise(lat: torch.Tensor, noise: float, copies: int, gen: torch.Generato
     return torch.cat([lat, *extra])
 
 
-def decoder_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 + MSE of two RGB batches in [0, 1]."""
+def decoder_loss(pred: torch.Tensor, target: torch.Tensor, edge: float = 0.0) -> torch.Tensor:
+    """L1 + MSE of two RGB batches (B, 3, H, W) in [0, 1], plus ``edge`` x the L1 distance of their
+    horizontal and vertical pixel differences (favours edges over the blur MSE settles for)."""
     d = pred - target
-    return d.abs().mean() + (d ** 2).mean()
+    loss = d.abs().mean() + (d ** 2).mean()
+    if edge > 0:
+        loss = loss + edge * ((d[..., :, 1:] - d[..., :, :-1]).abs().mean()
+                              + (d[..., 1:, :] - d[..., :-1, :]).abs().mean())
+    return loss
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -183,7 +190,7 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     from csg.config import to_dict
     from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
 
-    from .codec import LITE_CHANNELS, Taef2Codec, _taef2_modules
+    from .codec import Taef2Codec, _taef2_modules
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +227,9 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
 
     acc = Accelerator(cpu=not torch.cuda.is_available())
     _, _, lite_cls = _taef2_modules()
-    model = lite_cls(LITE_CHANNELS)
+    if len(cfg.channels) != 3 or min(cfg.channels) < 1:
+        raise DataError(f"channels: three positive widths (1/8, 1/4, 1/2), not {cfg.channels}")
+    model = lite_cls(tuple(int(c) for c in cfg.channels))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
 
     def lr_at(step: int) -> float:
@@ -243,7 +252,7 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
         idx = train_idx[torch.from_numpy(rng.choice(len(train_idx), cfg.batch_size,
                                                     replace=False))]
         target = rgb[idx].float() / 255
-        loss = decoder_loss(model(lat[idx]), target)
+        loss = decoder_loss(model(lat[idx]), target, cfg.edge)
         optimizer_step(acc, model, opt, sched, loss, cfg.clip_grad)
         step += 1
         done = end_step(acc, log, ckdir, step, {"loss": loss}, cfg, lr=sched.get_last_lr()[0])
@@ -256,10 +265,10 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     save_file({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()},
               str(out / "decoder.safetensors"))
     (out / "decoder.json").write_text(json.dumps({
-        "channels": list(LITE_CHANNELS), "teacher": "taef2", "steps": step,
+        "channels": [int(c) for c in cfg.channels], "teacher": "taef2", "steps": step,
         "minutes": round(log.minutes, 1), "latents": int(len(lat)), "held_out": int(held.sum()),
         "held_out_psnr_vs_taef2": round(check, 2), "cache": list(cfg.cache),
-        "pairs": list(cfg.pairs)}, indent=1))
+        "pairs": list(cfg.pairs), "media": list(cfg.media), "crops": cfg.crops}, indent=1))
     echo(f"exported {out / 'decoder.safetensors'} after {step} steps, {log.minutes:.1f} min; "
          f"held-out PSNR against TAEF2's decoder {check:.2f} dB")
     return out
