@@ -57,7 +57,7 @@ def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, g
     from csg.validate import pose_generate_options
 
     out = Path(output)
-    device = pose_generate_options(
+    outputs, device = pose_generate_options(
         out, overwrite=overwrite, inputs={"--audio": audio_path, "--ref": ref_path},
         steps_value=steps, cfg_value=cfg_scale, seed_value=seed, lambda_nonface=lambda_nonface,
         lambda_face=lambda_face, lambda_diff=lambda_diff, guided_fraction=guided_fraction,
@@ -88,7 +88,8 @@ def generate(audio_path, ref_path, output, steps, cfg_scale, seed, checkpoint, g
     if guidance != "none":
         poses.meta["guidance"] = guidance
         poses.meta["guidance_settings"] = gcfg.settings()
-    poses.save(out)
+    with outputs:
+        poses.save(outputs.temp("-o"))
     if not quiet:
         click.echo(f"wrote {out}: {poses.num_frames} frames at {poses.fps:g} fps "
                    f"({poses.num_frames / poses.fps:.1f} s of motion, generated in "

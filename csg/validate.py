@@ -149,13 +149,14 @@ def pose_generate_options(output, *, overwrite: bool, inputs: dict, steps_value,
                           seed_value, lambda_nonface, lambda_face, lambda_diff, guided_fraction,
                           max_audio_seconds, device_name) -> str:
     """Every check ``csg pose generate`` makes before any work: the output (a new or replaceable
-    regular file, not one of ``inputs``), the numeric options and the device. Returns the
-    normalised device name."""
-    from .outputs import check_distinct, check_output_path, require_suffix
+    regular file, not one of ``inputs``, in a folder that exists or can be made), the numeric
+    options and the device. Returns ``(outputs, device)``: the :class:`csg.outputs.OutputSet` to
+    write ``-o`` through and the normalised device name."""
+    from .outputs import OutputSet, check_distinct, require_suffix
 
-    check_distinct({"-o": output}, inputs)
+    check_distinct({"-o": output}, inputs)  # first: naming an input is the worse mistake
     require_suffix(output, (".json",), "the skeleton (-o)")
-    check_output_path(output, overwrite=overwrite)
+    outputs = OutputSet({"-o": output}, overwrite=overwrite, inputs=inputs)
     if steps_value is not None:
         steps(steps_value, "--steps")
     if cfg_value is not None:
@@ -166,4 +167,4 @@ def pose_generate_options(output, *, overwrite: bool, inputs: dict, steps_value,
     guidance_weight(lambda_diff, "--lambda-diff")
     fraction(guided_fraction, "--guided-fraction")
     audio_seconds(max_audio_seconds, "--max-audio-seconds")
-    return device(device_name, "--device")
+    return outputs, device(device_name, "--device")

@@ -111,12 +111,22 @@ def test_cli_draw_png(tmp_path, pose_file, capsys):
     assert rc != 0 and "--frame 99" in err and not (tmp_path / "g.png").exists()
 
 
-def test_cli_draw_into_missing_folder_is_clean(tmp_path, pose_file, capsys):
-    out = tmp_path / "nope" / "out.mp4"
-    rc = main(["pose", "draw", str(pose_file), "-o", str(out)])
+def test_cli_draw_makes_a_missing_folder_and_removes_it_on_failure(tmp_path, pose_file, capsys):
+    """As csg run and csg render: a missing output folder is made; a command that fails leaves
+    no folder behind."""
+    bad = tmp_path / "nope" / "deeper" / "g.png"
+    rc = main(["pose", "draw", str(pose_file), "-o", str(bad), "--frame", "99"])
     err = capsys.readouterr().err
-    assert rc != 0 and err.startswith("error:") and "does not exist" in err
-    assert "Traceback" not in err and not out.parent.exists()
+    assert rc != 0 and err.startswith("error:") and "--frame 99" in err and "Traceback" not in err
+    assert not (tmp_path / "nope").exists()
+    out = tmp_path / "new" / "out.mp4"
+    assert main(["pose", "draw", str(pose_file), "-o", str(out), "-q"]) == 0
+    assert out.is_file() and sorted(p.name for p in out.parent.iterdir()) == ["out.mp4"]
+    blocked = tmp_path / "file.txt"
+    blocked.write_text("x")
+    rc = main(["pose", "draw", str(pose_file), "-o", str(blocked / "out.png")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "is a file" in err and "Traceback" not in err
 
 
 def test_cli_validate(pose_file, tmp_path, capsys):

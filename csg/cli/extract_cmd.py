@@ -20,20 +20,17 @@ def extract(image_path: str, output: str, backend: str, dwpose: str | None,
             overwrite: bool) -> None:
     """Extract the reference skeleton (133 whole-body keypoints) from a photo."""
     from csg import keypoints as K
-    from csg.errors import OutputError
     from csg.extract import extract_pose
     from csg.image import load_image
-    from csg.outputs import check_distinct, require_suffix
+    from csg.outputs import OutputSet, check_distinct, require_suffix
 
     check_distinct({"-o": output}, {"--image": image_path})
     out = require_suffix(output, (".json",), "the skeleton (-o)")
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out}: already exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise OutputError(f"{out}: folder {out.parent} does not exist; create it first")
+    outputs = OutputSet({"-o": out}, overwrite=overwrite, inputs={"--image": image_path})
     image = load_image(image_path)
     pose = extract_pose(image, backend=backend, source=image_path, dwpose=dwpose)
-    pose.save(out)
+    with outputs:
+        pose.save(outputs.temp("-o"))
     s = pose.scores[0]
     click.echo(f"wrote {out} ({pose.width}x{pose.height}, {backend}): mean score body "
                f"{s[K.BODY].mean():.2f}, feet {s[K.FEET].mean():.2f}, face {s[K.FACE].mean():.2f}, "

@@ -27,7 +27,7 @@ def draw(pose_file: Path, output: Path, audio: Path | None, frame_index: int, th
          overwrite: bool, quiet: bool) -> None:
     """Draw POSE_FILE (csg.pose JSON) as DWPose-style skeletons to an mp4 or a png."""
     from ..errors import InputError
-    from ..outputs import check_distinct, check_output_path
+    from ..outputs import OutputSet
     from ..pose import PoseSequence
 
     from ..validate import fraction
@@ -36,15 +36,16 @@ def draw(pose_file: Path, output: Path, audio: Path | None, frame_index: int, th
     suffix = output.suffix.lower()
     if suffix not in (".mp4", ".png", ".jpg", ".jpeg"):
         raise InputError(f"{output}: output must end in .mp4 (video) or .png/.jpg (one frame)")
-    check_distinct({"-o": output}, {"POSE_FILE": pose_file, "--audio": audio})
-    check_output_path(output, overwrite=overwrite)
+    outputs = OutputSet({"-o": output}, overwrite=overwrite,
+                        inputs={"POSE_FILE": pose_file, "--audio": audio})
     pose = PoseSequence.load(pose_file)
     if pose.width * pose.height > MAX_DRAW_PIXELS:
         raise InputError(f"{pose_file}: canvas {pose.width}x{pose.height} is too large to draw "
                          f"(over {MAX_DRAW_PIXELS // 1_000_000} megapixels); scale the skeleton "
                          "to a smaller canvas first")
     if suffix == ".mp4":
-        _draw_video(pose, output, audio, threshold, overwrite, quiet)
+        with outputs:
+            _draw_video(pose, outputs.temp("-o"), audio, threshold, quiet)
         click.echo(f"wrote {output}: {pose.num_frames} frames, {pose.fps:g} fps, "
                    f"{pose.width}x{pose.height}" + (f", audio from {audio}" if audio else ""))
         return
@@ -57,13 +58,13 @@ def draw(pose_file: Path, output: Path, audio: Path | None, frame_index: int, th
     from ..image import save_image
 
     img = draw_pose(pose.keypoints[frame_index], pose.size_hw, threshold=threshold)
-    save_image(output, img, overwrite=overwrite)
+    with outputs:
+        save_image(outputs.temp("-o"), img, overwrite=True)
     click.echo(f"wrote {output}: frame {frame_index % pose.num_frames} of {pose.num_frames}, "
                f"{pose.width}x{pose.height}")
 
 
-def _draw_video(pose, output: Path, audio: Path | None, threshold: float, overwrite: bool,
-                quiet: bool) -> None:
+def _draw_video(pose, output: Path, audio: Path | None, threshold: float, quiet: bool) -> None:
     from ..audio import SAMPLE_RATE, load_audio
     from ..draw import draw_sequence
     from ..video import VideoWriter
@@ -71,7 +72,7 @@ def _draw_video(pose, output: Path, audio: Path | None, threshold: float, overwr
     wav = load_audio(audio, SAMPLE_RATE) if audio is not None else None
     frames = draw_sequence(pose, threshold=threshold)
     with VideoWriter(output, pose.fps, pose.size_hw, audio=wav, audio_sr=SAMPLE_RATE,
-                     overwrite=overwrite) as vw:
+                     overwrite=True) as vw:  # output: a live OutputSet temp
         with click.progressbar(frames, length=pose.num_frames, label="drawing",
                                file=sys.stderr,
                                hidden=quiet) as bar:
@@ -114,7 +115,7 @@ def convert(input_path: Path, output: Path, target: str | None, fps: float, widt
     from .. import openpose
     from .. import validate as V
     from ..errors import InputError
-    from ..outputs import check_distinct, check_output_path
+    from ..outputs import OutputSet, check_distinct
     from ..pose import PoseSequence
 
     if not input_path.exists():
@@ -133,9 +134,11 @@ def convert(input_path: Path, output: Path, target: str | None, fps: float, widt
         click.echo(f"wrote {written}: {pose.num_frames} frame(s) as OpenPose JSON "
                    f"({body_format.upper()} body)")
     else:
-        check_output_path(output, overwrite=overwrite)
+        outputs = OutputSet({"-o": output}, overwrite=overwrite, inputs={"INPUT_PATH": input_path})
         pose = openpose.from_openpose(input_path, fps=fps, width=width, height=height)
-        pose.save(output)
+        pose.validate(str(output))  # (save validates again, naming the temporary file)
+        with outputs:
+            pose.save(outputs.temp("-o"))
         click.echo(f"wrote {output}: {pose.num_frames} frames, {pose.fps:g} fps, "
                    f"{pose.width}x{pose.height}")
 
