@@ -46,7 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-VIDEO_EXT = (".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm")
 BODY_UPPER = np.arange(0, 13)  # nose .. hips: the half-body points
 GROUPS = {"body": BODY_UPPER, "elbows": np.array([7, 8]), "wrists": np.array([9, 10]),
           "hands": np.arange(91, 133)}
@@ -63,10 +62,12 @@ COLUMNS = [("frames", "frames", "{:.0f}"), ("psnr0", "frame-0 PSNR", "{:.1f}"),
 # --- inputs ----------------------------------------------------------------------------------------
 def find_clips(paths: list[Path]) -> list[Path]:
     """Video files under ``paths`` (files or folders), sorted; missing paths print a line."""
+    from csg.video import VIDEO_SUFFIXES
+
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_EXT)
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES)
         elif p.is_file():
             out.append(p)
         else:

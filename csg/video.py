@@ -19,6 +19,9 @@ from .audio import SAMPLE_RATE, as_fraction, open_media, read_audio_track  # noq
 from .errors import InputError, OutputError, require_file
 from .outputs import atomic_output, check_output_path  # noqa: F401 - re-exported
 
+VIDEO_SUFFIXES = (".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm")
+"""File endings read as videos where csg looks through folders (benchmarks, decoder media)."""
+
 logger = logging.getLogger(__name__)
 
 

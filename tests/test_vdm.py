@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from csg.errors import WeightsNotFoundError
+from csg.errors import DataError, WeightsNotFoundError
 from tests.helpers import make_moving_pose, make_reference_pose
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -206,8 +206,33 @@ def test_media_crops_from_videos_and_photos(tmp_path):
     assert [f.name for f in files] == ["a.png", "b.mp4"]
     out = media_crops(files, 8, 16, rng)
     assert out.shape == (2 + 8, 16, 16, 3)
-    with pytest.raises(Exception, match="no such file"):
+    with pytest.raises(DataError, match="no such file"):
         media_files((str(tmp_path / "missing"),))
+
+
+def test_decoder_distill_config_and_sources_fail_in_one_line(tmp_path):
+    """A bare --set value for a list, bad widths, a named cache folder that is missing, and no
+    source at all: one clear error each, before any encoding."""
+    from csg.config import load_config
+    from csg.errors import ConfigError
+    from pose2video.vdm.decoder_distill import DecoderDistillConfig, distill_decoder, held_out
+
+    with pytest.raises(ConfigError, match="expected a list"):
+        load_config(DecoderDistillConfig, None, ["media=../shared/x"])
+    with pytest.raises(ConfigError, match="expected a list"):
+        load_config(DecoderDistillConfig, None, ["channels=64"])
+    run = str(tmp_path / "run")
+    with pytest.raises(DataError, match="three positive widths"):
+        distill_decoder(DecoderDistillConfig(channels=(64, 32), out=run))
+    with pytest.raises(DataError, match="nope: no such latent cache folder"):
+        distill_decoder(DecoderDistillConfig(cache=(str(tmp_path / "nope"),), out=run))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no latents: give --cache"):
+        distill_decoder(DecoderDistillConfig(cache=(str(tmp_path / "empty"),), out=run))
+    # the held-out latents and their noisy copies are held out together
+    h = held_out(20, 5, copies=2)
+    assert h.tolist() == ([True] + [False] * 4) * 2 * 2
+    assert held_out(7, 3).tolist() == [True, False, False, True, False, False, True]
 
 
 def test_latent_noise_copies_scale_with_each_channel():

@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from tests.test_vdm import tiny_model
@@ -77,7 +78,7 @@ def test_distill_trajectory_exports_a_one_step_student_that_renders(tmp_path):
     out = distill(_cfg(tmp_path, region_loss=True))
     model, note = load_vdm(out)
     assert note["render"] == {"steps": 1, "cfg_pose": 1.0, "cfg_audio": 1.0}
-    assert note["codec"] == "autoencoder_kl"  # the small decoder reads TAEF2 latents only
+    assert note["codec"] == "autoencoder_kl"  # the teacher's (default codec "")
     assert note["distill"]["method"] == "trajectory" and note["distill"]["steps"] == 3
     assert model.config.attention == "global+local"
     assert (out / "pairs.pt").is_file()
@@ -91,7 +92,16 @@ def test_distill_trajectory_exports_a_one_step_student_that_renders(tmp_path):
 
 
 def test_a_taef2_teachers_student_decodes_with_the_small_decoder(tmp_path):
-    from pose2video.vdm.distill import VdmDistillConfig, export
+    from csg.errors import DataError
+    from pose2video.vdm.distill import VdmDistillConfig, distill, export
+
+    # asked of a teacher with another codec, or of a fine-tune: refused before any work
+    with pytest.raises(DataError, match="reads TAEF2 latents; this teacher uses 'autoencoder_kl'"):
+        distill(_cfg(tmp_path, codec="taef2_lite"))
+    with pytest.raises(DataError, match="one-step students"):
+        distill(_cfg(tmp_path, codec="taef2_lite", method="finetune"))
+    with pytest.raises(DataError, match="codec must be"):
+        distill(_cfg(tmp_path, codec="taef2"))
 
     teacher = {"codec": "taef2", "codec_path": "", "size": 128}
     for codec, want in (("taef2_lite", "taef2_lite"), ("", "taef2")):

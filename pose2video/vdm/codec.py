@@ -131,14 +131,15 @@ class Taef2Codec:
     factor = 8
 
     def __init__(self, folder: str | Path | None = None, *, device: str = "cpu", dtype=None,
-                 weights: bool = True):
+                 weights: bool = True, _decoder: bool = True):
         import torch
 
         enc_cls, dec_cls, _ = _taef2_modules()
-        self.encoder, self.decoder = enc_cls(), dec_cls()
+        self.encoder, self.decoder = enc_cls(), dec_cls() if _decoder else torch.nn.Identity()
         if weights:
-            folder = Path(folder) if folder is not None else TAEF2_DIR
-            for name, mod in (("encoder", self.encoder), ("decoder", self.decoder)):
+            folder = Path(folder) if folder else TAEF2_DIR  # None or "": the shipped one
+            parts = (("encoder", self.encoder),) + ((("decoder", self.decoder),) if _decoder else ())
+            for name, mod in parts:
                 p = folder / f"taef2_{name}.safetensors"
                 if not p.is_file() and (folder / f"taef2_{name}.pth").is_file():
                     p = folder / f"taef2_{name}.pth"
@@ -175,7 +176,7 @@ class Taef2LiteCodec(Taef2Codec):
 
     def __init__(self, folder: str | Path | None = None, *, taef2: str | Path | None = None,
                  device: str = "cpu", dtype=None, weights: bool = True):
-        super().__init__(taef2, device=device, dtype=dtype, weights=weights)
+        super().__init__(taef2, device=device, dtype=dtype, weights=weights, _decoder=False)
         import json
 
         _, _, lite_cls = _taef2_modules()

@@ -49,7 +49,7 @@ class VdmTrainConfig:
     cache: str = ""  # latent cache folder ("" : <out>/latents)
     size: int = 256  # square training resolution, pixels (multiple of 8 * patch_size)
     codec: str = "taef2"  # "taef2" | "autoencoder_kl"
-    codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2)
+    codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2 / small decoder)
     frames_per_clip: int = 48  # frames encoded per clip (a contiguous run; encoding is slow)
     window: int = 6  # frames per training sample (carried context + noisy targets)
     carry: int = 2  # frames carried from the previous window at render time
@@ -80,7 +80,7 @@ class VdmRenderConfig:
 
     weights: str = ""  # model folder (config.json + safetensors); "" : the embedded checkpoint
     codec: str = ""  # "" : the checkpoint's; "taef2" | "taef2_lite" (small decoder) | "autoencoder_kl"
-    codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2)
+    codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2 / small decoder)
     size: int = 0  # working resolution (long side, px); 0 : the checkpoint's training size
     steps: int = 0  # DDIM steps (trailing spacing); 0 : the checkpoint's vdm.json "render", else 12
     eta: float = 0.0  # DDIM eta (0: deterministic given the initial noise)

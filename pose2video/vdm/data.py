@@ -61,6 +61,11 @@ PAR_KEYS = ("weight", "face", "hands", "body", "rest")
 """Channel order of the cached ``par`` array."""
 
 
+def cache_files(folders) -> list[Path]:
+    """The latent cache files (``*.npz``) of ``folders``, sorted."""
+    return sorted(f for c in folders for f in Path(c).glob("*.npz"))
+
+
 def cache_key(codec: str, codec_path: str, size: int, frames: int, features) -> str:
     """Key of the encoded part of a cache file (latents, poses, audio)."""
     from dataclasses import asdict

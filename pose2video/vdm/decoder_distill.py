@@ -1,9 +1,10 @@
 """A small latent decoder distilled from TAEF2's, through accelerate (``csg distill decoder``).
 
-    csg distill decoder [--cache DIR ...] [--pairs FILE ...] [--out DIR] [--set key=value ...]
+    csg distill decoder [--cache DIR ...] [--pairs FILE ...] [--media PATH ...] [--out DIR]
+                        [--set key=value ...]
 
 Why: a one-step ``vdm`` student spends 1 denoiser pass per window, and then the decoder bounds the
-render (TAEF2's decoder is ~4.4 G multiply-adds per 128 x 128 frame, 72-80 % of the student's
+render (TAEF2's decoder is ~4.4 G multiply-adds per 128 x 128 frame, 72-85 % of the student's
 render on CPU; docs/vdm.md "Real time"). IASA's budget assumes a GPU where the VAE is cheap; on a CPU
 the decoder has to shrink too. This is the TAESD recipe applied once more: a smaller decoder trained
 to reproduce a bigger one's output on the same latents.
@@ -42,18 +43,20 @@ import numpy as np
 import torch
 
 from csg.errors import DataError
+from csg.video import VIDEO_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DecoderDistillConfig:
-    cache: tuple = ("data/vdm/cache128",)  # latent cache folders (*.npz of csg train renderer)
-    pairs: tuple = ()  # pairs.pt files of csg distill vdm (teacher-sampled latents); optional
-    media: tuple = ()  # folders / files of videos and photos to take random crops from; optional
+    cache: tuple[str, ...] = ("data/vdm/cache128",)  # latent cache folders (*.npz of csg train
+    # renderer); a missing folder is an error unless it is this default
+    pairs: tuple[str, ...] = ()  # pairs.pt files of csg distill vdm (teacher-sampled latents)
+    media: tuple[str, ...] = ()  # folders / files of videos and photos to take random crops from
     crops: int = 48  # random crops per video (photos: crops / 4)
     size: int = 128  # crop size in pixels (multiple of 8): the vdm working size
-    channels: tuple = (64, 32, 16)  # the small decoder's widths at 1/8, 1/4, 1/2 of the frame
+    channels: tuple[int, ...] = (64, 32, 16)  # the small decoder's widths at 1/8, 1/4, 1/2
     out: str = "runs/taef2_lite"  # run folder; the decoder is exported into it
     edge: float = 0.0  # weight of the image-gradient L1 term (decoder_loss)
     noise: float = 0.1  # std of the added latent noise, in units of each channel's std
@@ -70,11 +73,18 @@ class DecoderDistillConfig:
     seed: int = 0  # noise, order
 
 
-def load_latents(cache: tuple, pairs: tuple) -> torch.Tensor:
+def load_latents(cache: tuple, pairs: tuple, *, default_cache: tuple = ()) -> torch.Tensor:
     """(N, C, h, w) float latents of the caches' ``latents`` arrays and the pairs' teacher
-    samples ``x0`` (every frame of every window)."""
+    samples ``x0`` (every frame of every window); (0,) when there are none. A cache folder that
+    does not exist is an error, unless it is one of ``default_cache`` (the config's default)."""
+    from .data import cache_files
+
     out = []
-    for f in sorted(f for c in cache for f in Path(c).glob("*.npz")):
+    for c in cache:
+        if not Path(c).is_dir() and c not in default_cache:
+            raise DataError(f"{c}: no such latent cache folder (csg train renderer --data DIR "
+                            "--set max_steps=0 makes one)")
+    for f in cache_files(cache):
         with np.load(f) as z:
             if "latents" in z:
                 out.append(torch.from_numpy(z["latents"].astype(np.float32)))
@@ -84,13 +94,9 @@ def load_latents(cache: tuple, pairs: tuple) -> torch.Tensor:
         for q in torch.load(p):
             x0 = q["x0"].float()
             out.append(x0.reshape(-1, *x0.shape[-3:]))
-    if not out:
-        raise DataError(f"{', '.join(cache)}: no latents found; make a cache with `csg train "
-                        "renderer --data DIR --set max_steps=0` or give --pairs")
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.zeros(0)
 
 
-VIDEO_EXT = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg"}
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
@@ -102,7 +108,7 @@ def media_files(roots: tuple) -> list[Path]:
         if not r.exists():
             raise DataError(f"{r}: no such file or folder (media for csg distill decoder)")
         cand = [r] if r.is_file() else sorted(p for p in r.rglob("*") if p.is_file())
-        out += [p for p in cand if p.suffix.lower() in VIDEO_EXT | IMAGE_EXT]
+        out += [p for p in cand if p.suffix.lower() in (*VIDEO_SUFFIXES, *IMAGE_EXT)]
     return out
 
 
@@ -135,11 +141,13 @@ def media_crops(files: list[Path], crops: int, size: int, rng: np.random.Generat
         if f.suffix.lower() in IMAGE_EXT:
             out.append(random_crops(load_image(f), max(1, crops // 4), size, rng))
             continue
-        frames = list(read_video(f))
-        if not frames:
+        n = sum(1 for _ in read_video(f))  # a first pass counts; only the sampled frames are kept
+        if not n:
             continue
-        for i in np.linspace(0, len(frames) - 1, crops).round().astype(int):
-            out.append(random_crops(frames[i], 1, size, rng))
+        want = np.linspace(0, n - 1, crops).round().astype(int)
+        for i, frame in enumerate(read_video(f)):
+            for _ in range(int((want == i).sum())):
+                out.append(random_crops(frame, 1, size, rng))
     if not out:
         raise DataError("no video or photo could be read for csg distill decoder")
     return np.concatenate(out)
@@ -153,6 +161,17 @@ def with_noise(lat: torch.Tensor, noise: float, copies: int, gen: torch.Generato
     std = lat.transpose(0, 1).reshape(lat.shape[1], -1).std(1).view(1, -1, 1, 1)
     extra = [lat + noise * std * torch.randn(lat.shape, generator=gen) for _ in range(copies)]
     return torch.cat([lat, *extra])
+
+
+def held_out(n: int, every: int, copies: int = 1) -> torch.Tensor:
+    """(n,) bool: every ``every``-th latent of the originals held out together with its noisy
+    copies (``with_noise`` appends ``copies - 1`` copies of the first ``n // copies``), so no
+    held-out latent has a twin in training."""
+    base = n // max(1, copies)
+    h = torch.zeros(base, dtype=torch.bool)
+    h[::max(2, every)] = True
+    return torch.cat([h] * max(1, copies) + [torch.zeros(n - base * max(1, copies),
+                                                         dtype=torch.bool)])
 
 
 def decoder_loss(pred: torch.Tensor, target: torch.Tensor, edge: float = 0.0) -> torch.Tensor:
@@ -191,7 +210,13 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
 
     from .codec import Taef2Codec, _taef2_modules
+    from .train import lr_lambda
 
+    if len(cfg.channels) != 3 or min(cfg.channels) < 1:
+        raise DataError(f"channels: three positive widths (1/8, 1/4, 1/2), not "
+                        f"{list(cfg.channels)}")
+    if cfg.size < 8 or cfg.size % 8:
+        raise DataError(f"size: a multiple of 8 pixels, not {cfg.size}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -200,8 +225,8 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     if tf.is_file():
         lat, rgb = torch.load(tf).values()
     else:
-        lat = load_latents(tuple(cfg.cache), tuple(cfg.pairs)) if cfg.cache or cfg.pairs \
-            else torch.zeros(0)
+        lat = load_latents(tuple(cfg.cache), tuple(cfg.pairs),
+                           default_cache=DecoderDistillConfig.cache)
         if cfg.media:
             files = media_files(tuple(cfg.media))
             echo(f"taking random crops of {len(files)} videos / photos")
@@ -213,13 +238,13 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
                 new = torch.cat([enc(x[i:i + 8]) for i in range(0, len(x), 8)])
             lat = new if not len(lat) else torch.cat([lat, new])
         if not len(lat):
-            raise DataError("no latents: give cache, pairs or media")
+            raise DataError("no latents: give --cache (csg train renderer), --pairs (csg distill "
+                            "vdm) or --set media=[videos and photos]")
         lat = with_noise(lat, cfg.noise, cfg.noisy_copies, gen)
         echo(f"decoding {len(lat)} latents with TAEF2 (the targets, once)")
         rgb = make_targets(lat, Taef2Codec().decoder)
         torch.save({"latents": lat, "rgb": rgb}, tf)
-    held = torch.zeros(len(lat), dtype=torch.bool)
-    held[::max(2, cfg.holdout)] = True
+    held = held_out(len(lat), cfg.holdout, 1 + (cfg.noisy_copies if cfg.noise > 0 else 0))
     train_idx = torch.nonzero(~held).flatten()
     if len(train_idx) < cfg.batch_size:
         raise DataError(f"only {len(train_idx)} training latents; need at least batch_size "
@@ -227,18 +252,10 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
 
     acc = Accelerator(cpu=not torch.cuda.is_available())
     _, _, lite_cls = _taef2_modules()
-    if len(cfg.channels) != 3 or min(cfg.channels) < 1:
-        raise DataError(f"channels: three positive widths (1/8, 1/4, 1/2), not {cfg.channels}")
     model = lite_cls(tuple(int(c) for c in cfg.channels))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        t = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
-        return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, floor=0.05))
     model, opt, sched = acc.prepare(model, opt, sched)
     step, ckdir = 0, out / "checkpoints"
     if resume and (last := latest_checkpoint(ckdir)) is not None:
@@ -251,8 +268,8 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     while not done:
         idx = train_idx[torch.from_numpy(rng.choice(len(train_idx), cfg.batch_size,
                                                     replace=False))]
-        target = rgb[idx].float() / 255
-        loss = decoder_loss(model(lat[idx]), target, cfg.edge)
+        target = rgb[idx].to(acc.device).float() / 255
+        loss = decoder_loss(model(lat[idx].to(acc.device)), target, cfg.edge)
         optimizer_step(acc, model, opt, sched, loss, cfg.clip_grad)
         step += 1
         done = end_step(acc, log, ckdir, step, {"loss": loss}, cfg, lr=sched.get_last_lr()[0])
@@ -260,7 +277,8 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     model = acc.unwrap_model(model).eval()
     with torch.inference_mode():
         h = torch.nonzero(held).flatten()
-        pred = torch.cat([model(lat[h[i:i + 16]]) for i in range(0, len(h), 16)])
+        pred = torch.cat([model(lat[h[i:i + 16]].to(acc.device)).cpu()
+                          for i in range(0, len(h), 16)])
         check = psnr(pred, rgb[h].float() / 255)
     save_file({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()},
               str(out / "decoder.safetensors"))

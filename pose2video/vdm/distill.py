@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class VdmDistillConfig:
     teacher: str = ""  # teacher model folder ("" : the embedded checkpoint)
-    cache: tuple = ("data/vdm/cache128",)  # latent cache folders (*.npz of csg train renderer)
+    cache: tuple[str, ...] = ("data/vdm/cache128",)  # latent cache folders (csg train renderer)
     out: str = "runs/vdm_student"  # run folder
     method: str = "trajectory"  # "trajectory" (few-step student) | "finetune" (sparse attention)
     attention: str = "global+local"  # the output model's cross-frame attention (sparse.py MODES)
@@ -87,8 +87,8 @@ class VdmDistillConfig:
     save_every: int = 100  # steps between resumable checkpoints
     seed: int = 0  # pairs, data order, noise
     export_dtype: str = "float16"  # exported weights
-    codec: str = ""  # "": the teacher's; "taef2_lite" (TAEF2 teachers): the small decoder, about 4x
-    # faster renders but blurred (re-detected body PCK 0.83 -> 0.27, docs/vdm.md "small decoder")
+    codec: str = ""  # "": the teacher's; "taef2_lite" (TAEF2 teachers): the small decoder, about 5x
+    # faster renders but smeared (re-detected body PCK 0.27 vs 0.83 with TAEF2; docs/vdm.md)
 
 
 # --- pure pieces -------------------------------------------------------------------------------------
@@ -190,16 +190,23 @@ def distill(cfg: VdmDistillConfig, *, resume: bool = False, echo=logger.info) ->
     from .train import collate, lr_lambda, training_loss
 
     check_mode(cfg.attention)
-    if cfg.codec not in ("", "taef2", "taef2_lite"):
-        raise DataError(f"codec must be 'taef2_lite', 'taef2' or '' (the teacher's), got "
-                        f"{cfg.codec!r}")
+    if cfg.codec not in ("", "taef2_lite"):
+        raise DataError(f"codec must be '' (the teacher's) or 'taef2_lite', got {cfg.codec!r}")
     if cfg.method not in ("trajectory", "finetune"):
         raise DataError(f"method must be 'trajectory' or 'finetune', got {cfg.method!r}")
+    if cfg.codec and cfg.method != "trajectory":
+        raise DataError("codec=taef2_lite is for one-step students (method trajectory); a "
+                        "fine-tune keeps its teacher's codec")
     teacher, note = load_vdm(cfg.teacher or None)
+    if cfg.codec and note.get("codec", "taef2") != "taef2":
+        raise DataError(f"codec=taef2_lite reads TAEF2 latents; this teacher uses "
+                        f"{note.get('codec')!r}")
     teacher = teacher.float().eval().requires_grad_(False)
     window = int(cfg.window or note.get("window", 6))
     carry = int(cfg.carry if cfg.carry >= 0 else note.get("carry", 2))
-    files = sorted(f for c in cfg.cache for f in Path(c).glob("*.npz"))
+    from .data import cache_files
+
+    files = cache_files(cfg.cache)
     if not files:
         raise DataError(f"{', '.join(cfg.cache)}: no latent cache files (*.npz); make them with "
                         "`csg train renderer --data DIR --set max_steps=0` (cache under OUT/latents)")
@@ -316,6 +323,6 @@ def export(model, cfg: VdmDistillConfig, teacher_note: dict, out: Path, *, steps
                        "teacher_cfg_pose": cfg.teacher_cfg_pose}
     if cfg.method == "trajectory":
         note["render"] = {"steps": cfg.student_steps, "cfg_pose": 1.0, "cfg_audio": 1.0}
-        if cfg.codec == "taef2_lite" and note.get("codec", "taef2") == "taef2":
-            note["codec"], note["codec_path"] = "taef2_lite", ""  # (reads TAEF2 latents only)
+        if cfg.codec == "taef2_lite":  # (distill() checked the teacher is a TAEF2 one)
+            note["codec"], note["codec_path"] = "taef2_lite", ""
     (out / "vdm.json").write_text(json.dumps(note, indent=1, default=str))

@@ -40,13 +40,15 @@ def distill_vdm(teacher, caches, out, student_steps, method, config_path, overri
               help="Latent cache folder(s) of csg train renderer (default: data/vdm/cache128).")
 @click.option("--pairs", multiple=True, type=click.Path(dir_okay=False),
               help="pairs.pt of csg distill vdm: the teacher's sampled latents (repeatable).")
+@click.option("--media", multiple=True, type=click.Path(),
+              help="Videos / photos or folders of them to take random crops from (repeatable).")
 @click.option("--out", default=None, help="Run folder; the decoder is exported into it.")
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
               help="YAML config (default: pose2video.vdm.decoder_distill.DecoderDistillConfig).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set max_steps=2000 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the run.")
-def distill_decoder(caches, pairs, out, config_path, overrides, resume):
+def distill_decoder(caches, pairs, media, out, config_path, overrides, resume):
     """Distil TAEF2's decoder into a small one (the vdm student's decoding cost)."""
     from csg.config import flag_overrides, load_config, parse_overrides
 
@@ -57,6 +59,8 @@ def distill_decoder(caches, pairs, out, config_path, overrides, resume):
         over["cache"] = list(caches)
     if pairs:
         over["pairs"] = list(pairs)
+    if media:
+        over["media"] = list(media)
     cfg = load_config(DecoderDistillConfig, config_path, over)
     final = run(cfg, resume=resume, echo=click.echo)
     click.echo(f"decoder: {final} (use --set render.codec=taef2_lite --set "

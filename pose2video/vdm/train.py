@@ -78,13 +78,14 @@ def training_loss(model, batch, cfg: VdmTrainConfig, schedule, gen: torch.Genera
                     maps=batch["par"][:, k:] if "par" in batch else None)
 
 
-def lr_lambda(cfg: VdmTrainConfig):
-    """Linear warm-up, then cosine decay to 10 % of the peak."""
+def lr_lambda(cfg: VdmTrainConfig, floor: float = 0.1):
+    """Linear warm-up, then cosine decay to ``floor`` x the peak (any config with ``warmup`` and
+    ``max_steps``)."""
     def f(step: int) -> float:
         if step < cfg.warmup:
             return (step + 1) / max(1, cfg.warmup)
         p = min(1.0, (step - cfg.warmup) / max(1, cfg.max_steps - cfg.warmup))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
     return f
 
 
