@@ -164,17 +164,29 @@ def _line(img, a, b, color, thickness, alpha):
     _blend(img, pts, thickness, alpha, draw)
 
 
-def _dot(img, p, color, radius, alpha):
+def _dot(img, x: float, y: float, color, radius: int, alpha: float) -> None:
+    """An anti-aliased dot at (``x``, ``y``) blended in with ``alpha``, as :func:`_blend` does,
+    written out on Python scalars (a skeleton has ~130 dots; per-dot numpy overhead was most of
+    the drawing). A dot wholly outside the image (or at NaN) draws nothing."""
     import cv2
 
-    pts = p[None, :2].astype(np.float64)
-
-    def draw(canvas, off):
-        c = np.round(pts[0] - off).astype(int)
-        cv2.circle(canvas, (int(c[0]), int(c[1])), radius, color, thickness=-1,
+    h, w = img.shape[:2]
+    if not (-radius - 2 <= x <= w + radius + 2 and -radius - 2 <= y <= h + radius + 2):
+        return
+    if alpha >= 0.999:
+        cv2.circle(img, (int(round(x)), int(round(y))), radius, color, thickness=-1,
                    lineType=cv2.LINE_AA)
-
-    _blend(img, pts, radius, alpha, draw)
+        return
+    x0, y0 = max(math.floor(x) - radius - 1, 0), max(math.floor(y) - radius - 1, 0)
+    x1, y1 = min(math.ceil(x) + radius + 2, w), min(math.ceil(y) + radius + 2, h)
+    if x0 >= x1 or y0 >= y1:
+        return
+    roi = img[y0:y1, x0:x1]
+    layer = roi.copy()
+    cv2.circle(layer, (int(round(x - x0)), int(round(y - y0))), radius, color, thickness=-1,
+               lineType=cv2.LINE_AA)
+    roi[:] = (roi.astype(np.float32) * (1 - alpha) + layer.astype(np.float32) * alpha + 0.5
+              ).astype(np.uint8)
 
 
 def _draw_body(img, body18, sz, threshold):
@@ -186,7 +198,7 @@ def _draw_body(img, body18, sz, threshold):
     for p, color in zip(body18, OP18_COLORS):
         alpha = _alpha(p[2], threshold)
         if alpha > 0 and _ok(p):
-            _dot(img, p, color, sz["body_dot"], alpha)
+            _dot(img, float(p[0]), float(p[1]), color, sz["body_dot"], alpha)
 
 
 def _draw_edges(img, pts, edges, colors, width, threshold):
@@ -208,27 +220,8 @@ def _draw_hand(img, hand, sz, threshold):
 
 
 def _draw_points(img, pts, color, radius, threshold):
-    """Dots at ``pts`` (N, 3): :func:`_dot` for each, in order, with the same pixels, written
-    out on Python scalars (a skeleton has ~130 dots; per-dot numpy overhead was most of it)."""
-    import cv2
-
-    h, w = img.shape[:2]
+    """Dots at ``pts`` (N, 3) in order, each blended in with its score's alpha."""
     for x, y, score in pts.tolist():
         alpha = _alpha(score, threshold)
-        if not (alpha > 0 and -radius - 2 <= x <= w + radius + 2
-                and -radius - 2 <= y <= h + radius + 2):
-            continue  # (also NaN) wholly outside the image: nothing to draw
-        if alpha >= 0.999:
-            cv2.circle(img, (int(round(x)), int(round(y))), radius, color, thickness=-1,
-                       lineType=cv2.LINE_AA)
-            continue
-        x0, y0 = max(math.floor(x) - radius - 1, 0), max(math.floor(y) - radius - 1, 0)
-        x1, y1 = min(math.ceil(x) + radius + 2, w), min(math.ceil(y) + radius + 2, h)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        roi = img[y0:y1, x0:x1]
-        layer = roi.copy()
-        cv2.circle(layer, (int(round(x - x0)), int(round(y - y0))), radius, color, thickness=-1,
-                   lineType=cv2.LINE_AA)
-        roi[:] = (roi.astype(np.float32) * (1 - alpha) + layer.astype(np.float32) * alpha + 0.5
-                  ).astype(np.uint8)
+        if alpha > 0:
+            _dot(img, x, y, color, radius, alpha)  # (NaN and far-off points draw nothing)

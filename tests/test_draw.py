@@ -1,10 +1,25 @@
-"""csg.draw primitives: the fast dot path is the reference one, absurd points are skipped."""
+"""csg.draw primitives: the scalar dot draws what the numpy/_blend dot did, absurd points are
+skipped."""
 from __future__ import annotations
 
 import numpy as np
 
 from csg import draw
 from tests.helpers import make_moving_pose
+
+
+def _reference_dot(img, p, color, radius, alpha):
+    """The dot as it was drawn before the scalar path: through draw._blend."""
+    import cv2
+
+    pts = p[None, :2].astype(np.float64)
+
+    def paint(canvas, off):
+        c = np.round(pts[0] - off).astype(int)
+        cv2.circle(canvas, (int(c[0]), int(c[1])), radius, color, thickness=-1,
+                   lineType=cv2.LINE_AA)
+
+    draw._blend(img, pts, radius, alpha, paint)
 
 
 def test_dot_fast_path_draws_what_the_reference_dot_draws():
@@ -20,10 +35,10 @@ def test_dot_fast_path_draws_what_the_reference_dot_draws():
         fast = base.copy()
         draw._draw_points(fast, pts, (255, 40, 90), radius, 0.3)
         ref = base.copy()
-        for p in pts:  # the reference: one _dot per point, as before the fast path
+        for p in pts:  # the reference: one _blend dot per point, as before the scalar path
             alpha = draw._alpha(p[2], 0.3)
             if alpha > 0 and np.isfinite(p[:2]).all():
-                draw._dot(ref, p, (255, 40, 90), radius, alpha)
+                _reference_dot(ref, p, (255, 40, 90), radius, alpha)
         assert np.array_equal(fast, ref), trial
 
 
