@@ -121,6 +121,9 @@ def test_small_decoder_shapes_cost_and_one_line_when_missing(tmp_path):
     assert sum(p.numel() for p in c.decoder.parameters()) * 5 < big
     with pytest.raises(WeightsNotFoundError, match=f"{tmp_path}.*csg distill decoder"):
         build_codec("taef2_lite", str(tmp_path))
+    (tmp_path / "decoder.json").write_text("{not json")  # a hand-edited note: one line
+    with pytest.raises(WeightsNotFoundError, match="not a small decoder note"):
+        build_codec("taef2_lite", str(tmp_path))
 
 
 def test_shipped_small_decoder_decodes_an_example_photo():

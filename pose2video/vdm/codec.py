@@ -182,8 +182,15 @@ class Taef2LiteCodec(Taef2Codec):
         _, _, lite_cls = _taef2_modules()
         folder = Path(folder) if folder else TAEF2_LITE_DIR  # None or "": the shipped one
         note = folder / "decoder.json"
-        channels = tuple(json.loads(note.read_text()).get("channels", LITE_CHANNELS)) \
-            if weights and note.is_file() else LITE_CHANNELS
+        channels = LITE_CHANNELS
+        if weights and note.is_file():
+            try:
+                channels = tuple(int(c) for c in json.loads(note.read_text())["channels"])
+                if len(channels) != 3 or min(channels) < 1:
+                    raise ValueError
+            except (ValueError, KeyError, TypeError):
+                raise WeightsNotFoundError(f"{note}: not a small decoder note (its 'channels' "
+                                           "must be three positive widths)") from None
         self.decoder = lite_cls(channels)
         if weights:
             path = folder / "decoder.safetensors"
