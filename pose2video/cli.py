@@ -84,7 +84,7 @@ def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str,
            seed: int, device: str, dtype: str | None, overwrite: bool, quiet: bool) -> None:
     """Render a skeleton JSON into a video of the photo, with the audio muxed in."""
     from csg import validate as V
-    from csg.errors import InputError, require_file
+    from csg.errors import require_file
     from csg.image import load_image
     from csg.outputs import OutputSet, require_suffix
     from csg.pose import PoseSequence
@@ -108,20 +108,16 @@ def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str,
 
         audio = load_audio(audio_path, SAMPLE_RATE)
     image = load_image(ref_path)
+    from .base import reference_pose_for
+
+    # the photo's skeleton on the full photo, named by its path in errors, as `csg run` extracts it
+    ref_pose = reference_pose_for(image, ref_pose, str(ref_path))
     if retarget:
         from .align import retarget as fit
-        from .base import reference_pose_for
 
-        ref_pose = reference_pose_for(image, ref_pose, str(ref_path))
         poses = fit(poses, ref_pose)
     work, poses_w, ref_w = _working_inputs(image, poses, ref_pose, max_side)
-    try:
-        state = renderer.prepare(work, ref_w)
-    except InputError as e:  # the renderer extracted the skeleton itself: name the photo
-        msg = str(e)
-        if msg.startswith("image:"):
-            raise type(e)(f"{ref_path}:{msg[len('image:'):]}") from None
-        raise
+    state = renderer.prepare(work, ref_w)
     gen = stage_generator(seed, "render")
     n = 0
     with outputs, VideoWriter(outputs.temp("-o"), poses.fps, work.shape[:2], audio=audio,

@@ -175,6 +175,18 @@ def test_render_works_at_the_working_size(capsys, tmp_path):
     assert working_size(big_h, big_w, 512) == (384, 512)  # the default, as in `csg run`
 
 
+def test_render_names_the_photo_without_a_person(capsys, scene, tmp_path):
+    """Without --ref-pose, `csg render` extracts the photo's skeleton as `csg run` does (on the
+    full photo) and a photo with no person is one line naming that photo's path."""
+    args = ["render", "--ref", scene["photo"], "--pose", scene["pose"], "--config",
+            scene["yaml"], "--quiet", "-o", tmp_path / "r.mp4"]
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, args)
+    assert_one_clear_line(rc, err, str(scene["photo"]))
+    assert "no person" in err or "person" in err
+    assert_untouched(before, tmp_path)
+
+
 def test_render_same_seed_same_bytes(capsys, scene, tmp_path):
     for name in ("a.mp4", "b.mp4"):
         rc, err = csg(capsys, _render(scene, tmp_path / name, "--audio", scene["audio"],
