@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--config", default="", help="time an untrained model of this config")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                    help="render.dtype (denoiser and decoder); default: float32")
     args = ap.parse_args()
 
     import numpy as np
@@ -55,8 +57,7 @@ def main() -> None:
         parts["note"] = {"codec": cfg.codec, "size": cfg.size, "window": cfg.window,
                          "carry": cfg.carry, "features": asdict(cfg.features)}
     r = vdm_factory(weights=args.weights, size=args.size, steps=args.steps, device=args.device,
-                    attention=args.attention,
-                    **parts)
+                    attention=args.attention, dtype=args.dtype, **parts)
     H = W = 512
     photo = np.full((H, W, 3), 200, np.uint8)
     t0 = time.perf_counter()
@@ -86,7 +87,8 @@ def main() -> None:
     print(f"model                : {args.config or 'checkpoint'} ({params:.2f} M params), working "
           f"size {state.work_hw}, window {r.window} / overlap {r.overlap}, {r.steps} steps, "
           f"CFG pose {r.cfg_pose}, attention {r.attention}")
-    print(f"device / threads     : {args.device} / {torch.get_num_threads()}")
+    print(f"device / threads     : {args.device} / {torch.get_num_threads()}, "
+          f"{args.dtype or 'float32'}")
     print(f"prepare (encode ref) : {t_prep:.2f} s")
     print(f"denoiser             : {timing['denoise'] / n:.3f} s per frame")
     print(f"decoder              : {timing['decode'] / n:.3f} s per frame (incl. resize to {H}x{W})")

@@ -6,7 +6,7 @@ real clips and lip sync from pixels.
         [--global-weights runs/iasa/ft_global] [--local-weights runs/iasa/ft_local]
         [--student runs/iasa/student_uniform] [--region runs/iasa/student_region] [--decoder DIR]
         [--max-side 256] [--max-frames 32] [--every 8] [--speed-frames 16] [--threads 1]
-        [--json out.json]
+        [--dtype float32|bfloat16] [--json out.json]
 
 Rows (each a ``vdm`` renderer; missing weights skip the row with a line):
 
@@ -113,7 +113,8 @@ def build(row: str, args) -> tuple[str, object | None, str]:
     small = {"codec": codec[0], "codec_path": args.decoder if codec[0] == "taef2_lite" else ""} \
         if codec else {}  # (students: TAEF2 unless the row says otherwise, whatever their vdm.json)
     try:
-        r = vdm_factory(weights=weights, attention=attention, attention_topk=args.topk, **small)
+        r = vdm_factory(weights=weights, attention=attention, attention_topk=args.topk,
+                        dtype=args.dtype, **small)
     except CsgError as e:
         return label, None, str(e)
     return label, r, ""
@@ -227,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed-frames", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                    help="render.dtype of every row (denoiser and decoder); default float32")
     ap.add_argument("--no-quality", action="store_true", help="speed only")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
@@ -289,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.mean(v)) if v else float("nan")
 
     print(f"\nvdm at {args.max_side}x{args.max_side} output, working size "
-          f"{next(iter(sp.values()))['work'] if sp else '?'}, CPU threads {args.threads}; "
+          f"{next(iter(sp.values()))['work'] if sp else '?'}, CPU threads {args.threads}, "
+          f"{args.dtype or 'float32'}; "
           f"quality: mean over {len(clips)} clip(s), first {args.max_frames} frames")
     cols = ("psnr", "ssim", "psnr_person", "psnr_face", "psnr_hand", "pck_body", "pck_hands",
             "lipsync_r")
