@@ -45,7 +45,7 @@ def train_renderer(config_path, data, out, overrides, resume, init, videos):
         cfg = replace(cfg, data=(str(root),))
     final = train(cfg, resume=resume, init=init, echo=click.echo)
     click.echo(f"renderer weights: {final} (use: csg run --renderer vdm --set "
-               f"render.config=<yaml with weights: {final}>)")
+               f"render.weights={final})")
 
 
 def _from_init(cfg, init: Path, overrides) -> "VdmTrainConfig":  # noqa: F821
