@@ -98,11 +98,11 @@ def warp_frames(photo: np.ndarray, ref_kp: np.ndarray, kp: np.ndarray, fps: floa
     (133, 3): the warp prior of a ``warp_prior`` vdm model (default warp options), in training
     (:func:`build_cache`) and rendering alike."""
     from csg.pose import PoseSequence
-    from pose2video import get_renderer
+    from pose2video.warp import warp_factory  # (not the registry: it imports this module's renderer)
 
     h, w = photo.shape[:2]
     seq = lambda k: PoseSequence(np.asarray(k, np.float32), fps=fps, width=w, height=h)  # noqa
-    warp = get_renderer("warp")
+    warp = warp_factory()
     state = warp.prepare(photo, seq(ref_kp[None]))
     yield from warp.render(state, seq(kp), progress=False)
 
