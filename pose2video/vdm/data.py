@@ -233,9 +233,7 @@ class LatentWindowDataset:
         c, s = self.items[i]
         clip = self.clips[c]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        r = int(rng.integers(len(clip["latents"])))
-        if self.warp_prior:
-            r = 0
+        r = 0 if self.warp_prior else int(rng.integers(len(clip["latents"])))
         sl = slice(s, s + self.window)
         prior = {"prior": torch.from_numpy(np.concatenate([clip["prior"][r:r + 1],
                                                            clip["prior"][sl]]).astype(np.float32))

@@ -250,14 +250,13 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
             raise ValueError(f"latent size {h}x{w} must be a multiple of the patch size {p}")
         if Fr > cfg.max_frames:
             raise ValueError(f"{Fr} frames exceed max_frames={cfg.max_frames}")
-        x = self.patch_embed(patchify(torch.cat([context, noisy], 1), self.config.patch_size))  # (B, F, N, D)
         if cfg.warp_prior != (prior is not None):
             raise ValueError("this model takes a warp prior (the warp renderer's latents)"
                              if cfg.warp_prior else "this model has no warp prior input")
+        if prior is not None and prior.shape != (B, Fr, *noisy.shape[2:]):
+            raise ValueError(f"warp prior {tuple(prior.shape)}, expected {(B, Fr, *noisy.shape[2:])}")
+        x = self.patch_embed(patchify(torch.cat([context, noisy], 1), self.config.patch_size))  # (B, F, N, D)
         if prior is not None:
-            if prior.shape != (B, Fr, *noisy.shape[2:]):
-                raise ValueError(f"warp prior {tuple(prior.shape)}, expected "
-                                 f"{(B, Fr, *noisy.shape[2:])}")
             q = self.prior_embed(patchify(prior.to(x.dtype), p))
             if drop_pose is not None:
                 q = q * (~drop_pose).view(B, 1, 1, 1).to(q.dtype)
