@@ -29,7 +29,6 @@ class VdmModelConfig:
     prediction_type: str = "v_prediction"  # "v_prediction" | "epsilon" | "sample"
     attention: str = "dense"  # cross-frame attention: dense | global | global+local[+ref] (sparse.py)
     attention_topk: int = 2  # K past frames of the global mask
-    warp_prior: bool = False  # also input the warp renderer's frames, encoded (issue #15; not in PAHA)
 
 
 @dataclass(frozen=True)

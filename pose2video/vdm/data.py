@@ -9,8 +9,6 @@ threads), so every prepared clip (``csg data synth`` / ``csg data prepare`` outp
     audio    (n, 2m+1, D) float32   per-frame audio features with ±m neighbours (csg.features)
     maps     (n, 3, size, size) uint8  the skeleton maps (csg.draw), drawn once (slow on CPU)
     par      (n, 5, h, w) float16   PAR weight and face / hands / body / rest areas (.par)
-    prior    (n, C, h, w) float16   only for a ``warp_prior`` model: the warp renderer's frames
-                                    driven from frame 0 (the reference), encoded
     fps      ()
 
 A cache file is reused when its ``key`` (codec, size, frames, feature config) matches.
@@ -68,16 +66,12 @@ def cache_files(folders) -> list[Path]:
     return sorted(f for c in folders for f in Path(c).glob("*.npz"))
 
 
-def cache_key(codec: str, codec_path: str, size: int, frames: int, features,
-              warp_prior: bool = False) -> str:
-    """Key of the encoded part of a cache file (latents, poses, audio[, warp prior])."""
+def cache_key(codec: str, codec_path: str, size: int, frames: int, features) -> str:
+    """Key of the encoded part of a cache file (latents, poses, audio)."""
     from dataclasses import asdict
 
-    spec = {"codec": codec, "path": codec_path, "size": size, "frames": frames,
-            "features": asdict(features)}
-    if warp_prior:  # (without it, the keys of existing caches are unchanged)
-        spec["warp_prior"] = True
-    blob = json.dumps(spec, sort_keys=True, default=str)
+    blob = json.dumps({"codec": codec, "path": codec_path, "size": size, "frames": frames,
+                       "features": asdict(features)}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -92,21 +86,6 @@ def encode_frames(codec, frames: np.ndarray, batch: int = 4) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def warp_frames(photo: np.ndarray, ref_kp: np.ndarray, kp: np.ndarray, fps: float):
-    """Yield the ``warp`` renderer's frames, (n, H, W, 3) uint8 chunks, for the skeletons ``kp``
-    (T, 133, 3) on the canvas of ``photo`` (H, W, 3) uint8 whose own skeleton is ``ref_kp``
-    (133, 3): the warp prior of a ``warp_prior`` vdm model (default warp options), in training
-    (:func:`build_cache`) and rendering alike."""
-    from csg.pose import PoseSequence
-    from pose2video.warp import warp_factory  # (not the registry: it imports this module's renderer)
-
-    h, w = photo.shape[:2]
-    seq = lambda k: PoseSequence(np.asarray(k, np.float32), fps=fps, width=w, height=h)  # noqa
-    warp = warp_factory()
-    state = warp.prepare(photo, seq(ref_kp[None]))
-    yield from warp.render(state, seq(kp), progress=False)
-
-
 def audio_tokens(audio: np.ndarray, fps: float, num_frames: int, features) -> np.ndarray:
     """(N,) 16 kHz audio -> (num_frames, 2m + 1, D) per-frame feature tokens (PAHA A(f))."""
     from csg.features import audio_features
@@ -117,11 +96,9 @@ def audio_tokens(audio: np.ndarray, fps: float, num_frames: int, features) -> np
 
 def build_cache(roots, cache_dir: str | Path, codec, *, codec_name: str, codec_path: str,
                 size: int, frames_per_clip: int, features, par=None,
-                split: str | None = "train", progress: bool = True,
-                warp_prior: bool = False) -> list[Path]:
+                split: str | None = "train", progress: bool = True) -> list[Path]:
     """Encode every clip with frames of the dataset ``roots`` into ``cache_dir``; returns the cache
-    files (reused when their key matches). Clips without frames are skipped with a warning.
-    ``warp_prior``: also the warp renderer's frames from each clip's frame 0, encoded."""
+    files (reused when their key matches). Clips without frames are skipped with a warning."""
     from tqdm import tqdm
 
     from csg.data.manifest import load_clip, read_manifest, select
@@ -134,7 +111,7 @@ def build_cache(roots, cache_dir: str | Path, codec, *, codec_name: str, codec_p
     from dataclasses import asdict, replace
 
     par = replace(par or ParConfig(), enabled=True)  # the ablation reuses the cache
-    key = cache_key(codec_name, codec_path, size, frames_per_clip, features, warp_prior)
+    key = cache_key(codec_name, codec_path, size, frames_per_clip, features)
     par_key = json.dumps(asdict(par), sort_keys=True)
     todo = []
     for root in roots:
@@ -165,12 +142,8 @@ def build_cache(roots, cache_dir: str | Path, codec, *, codec_name: str, codec_p
         lat = encode_frames(codec, frames)
         poses = fit_poses(clip.poses[:n], raw.shape[1:3], size)
         tokens = audio_tokens(clip.audio, clip.fps, clip.poses.shape[0], features)[:n]
-        arrays = {"latents": lat.astype(np.float16), "poses": poses, "audio": tokens,
-                  "fps": np.float64(clip.fps), "key": np.array(key)}
-        if warp_prior:
-            warped = np.concatenate(list(warp_frames(frames[0], poses[0], poses, clip.fps)))
-            arrays["prior"] = encode_frames(codec, warped).astype(np.float16)
-        _save(path, arrays, size, par, par_key)
+        _save(path, {"latents": lat.astype(np.float16), "poses": poses, "audio": tokens,
+                     "fps": np.float64(clip.fps), "key": np.array(key)}, size, par, par_key)
     return files
 
 
@@ -194,23 +167,17 @@ class LatentWindowDataset:
     Item: ``ref`` (C, h, w) latent of a random frame of the clip, ``ref_pose`` (133, 3), ``latents``
     (W, C, h, w), ``poses`` (W, 133, 3) on the ``size`` canvas, ``audio`` (W, 2m + 1, D), and when
     the cache holds them ``maps`` (W + 1, 3, S, S) float skeleton maps (reference first) and
-    ``par`` (W, 5, h, w) (:data:`PAR_KEYS`), and ``prior`` (W + 1, C, h, w) when ``warp_prior``.
-    Windows start every ``stride`` frames; the reference frame is drawn from ``(seed, epoch,
-    index)``, except with ``warp_prior``: then it is frame 0, the frame the warp prior moves.
+    ``par`` (W, 5, h, w) (:data:`PAR_KEYS`). Windows
+    start every ``stride`` frames; the reference frame is drawn from ``(seed, epoch, index)``.
     """
 
-    def __init__(self, files, *, window: int, stride: int = 1, seed: int = 0,
-                 warp_prior: bool = False):
+    def __init__(self, files, *, window: int, stride: int = 1, seed: int = 0):
         self.window, self.seed, self.epoch = int(window), int(seed), 0
-        self.warp_prior = bool(warp_prior)
         self.clips = []
-        keys = ("latents", "poses", "audio", "maps", "par") + (("prior",) if warp_prior else ())
         for f in files:
             with np.load(f, allow_pickle=False) as z:
-                if warp_prior and "prior" not in z.files:
-                    raise DataError(f"{f}: no warp prior in this latent cache file; use a cache "
-                                    "built with model.warp_prior=true (or a new cache folder)")
-                clip = {k: z[k] for k in keys if k in z.files}
+                clip = {k: z[k] for k in ("latents", "poses", "audio", "maps", "par")
+                        if k in z.files}
             if len(clip["latents"]) >= window:
                 self.clips.append(clip)
             else:
@@ -233,12 +200,9 @@ class LatentWindowDataset:
         c, s = self.items[i]
         clip = self.clips[c]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        r = 0 if self.warp_prior else int(rng.integers(len(clip["latents"])))
+        r = int(rng.integers(len(clip["latents"])))
         sl = slice(s, s + self.window)
-        prior = {"prior": torch.from_numpy(np.concatenate([clip["prior"][r:r + 1],
-                                                           clip["prior"][sl]]).astype(np.float32))
-                 } if self.warp_prior else {}
-        return {**prior, "ref": torch.from_numpy(clip["latents"][r].astype(np.float32)),
+        return {"ref": torch.from_numpy(clip["latents"][r].astype(np.float32)),
                 "ref_pose": torch.from_numpy(clip["poses"][r]),
                 "latents": torch.from_numpy(clip["latents"][sl].astype(np.float32)),
                 "poses": torch.from_numpy(clip["poses"][sl]),

@@ -201,9 +201,6 @@ def distill(cfg: VdmDistillConfig, *, resume: bool = False, echo=logger.info) ->
     if cfg.codec and note.get("codec", "taef2") != "taef2":
         raise DataError(f"codec=taef2_lite reads TAEF2 latents; this teacher uses "
                         f"{note.get('codec')!r}")
-    if teacher.config.get("warp_prior", False):
-        raise DataError(f"{cfg.teacher or 'the teacher'}: a warp_prior model cannot be distilled "
-                        "yet (the student would need the warp renderer's frames too)")
     teacher = teacher.float().eval().requires_grad_(False)
     window = int(cfg.window or note.get("window", 6))
     carry = int(cfg.carry if cfg.carry >= 0 else note.get("carry", 2))

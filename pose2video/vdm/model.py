@@ -190,7 +190,7 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
                  audio_context: int = 2, pose_guider_channels: int = 16, pos_grid: float = 16.0,
                  max_frames: int = 64, num_train_timesteps: int = 1000,
                  prediction_type: str = "v_prediction", sample_size: int = 256,
-                 attention: str = "dense", attention_topk: int = 2, warp_prior: bool = False):
+                 attention: str = "dense", attention_topk: int = 2):
         super().__init__()
         if width % heads or width % 4:
             raise ValueError(f"width {width} must be divisible by heads {heads} and by 4")
@@ -200,11 +200,6 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
         C, p, D = latent_channels, patch_size, width
         self.gradient_checkpointing = False
         self.patch_embed = nn.Linear(C * p * p, D)
-        if warp_prior:  # the warp renderer's frames, encoded: zero-initialised, so a model
-            # fine-tuned from one without the prior starts as that model (issue #15, not in PAHA)
-            self.prior_embed = nn.Linear(C * p * p, D)
-            nn.init.zeros_(self.prior_embed.weight)
-            nn.init.zeros_(self.prior_embed.bias)
         self.pose_guider = PoseGuider(D, 8 * p, pose_guider_channels)
         self.null_pose = nn.Parameter(torch.zeros(D))
         self.context_embed = nn.Parameter(torch.zeros(D))  # added to the clean context frames' tokens
@@ -231,15 +226,11 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
     def forward(self, context: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor,
                 pose_maps: torch.Tensor, audio: torch.Tensor, *,
                 drop_pose: torch.Tensor | None = None, drop_audio: torch.Tensor | None = None,
-                sparse: dict | None = None, prior: torch.Tensor | None = None,
-                return_dict: bool = True):
+                sparse: dict | None = None, return_dict: bool = True):
         """Predict for ``noisy`` (module doc for shapes). ``drop_pose`` / ``drop_audio``: (B,) bool,
         True replaces that sample's pose maps / audio tokens by the learned null condition.
         ``sparse``: the pose-guided sparse cross-frame attention plan
-        (:func:`pose2video.vdm.sparse.plan_tensors`, batch 1 or B); None: dense. ``prior``:
-        (B, K + T, C, h, w) latents of the warp renderer's frames (context frames first), required
-        by a ``warp_prior`` model and refused by others; dropped with the pose (``drop_pose``), so
-        pose CFG's unconditional branch sees neither."""
+        (:func:`pose2video.vdm.sparse.plan_tensors`, batch 1 or B); None: dense."""
         cfg = self.config
         B, K = context.shape[:2]
         T = noisy.shape[1]
@@ -250,17 +241,7 @@ class VdmDenoiser(ModelMixin, ConfigMixin):
             raise ValueError(f"latent size {h}x{w} must be a multiple of the patch size {p}")
         if Fr > cfg.max_frames:
             raise ValueError(f"{Fr} frames exceed max_frames={cfg.max_frames}")
-        if cfg.warp_prior != (prior is not None):
-            raise ValueError("this model takes a warp prior (the warp renderer's latents)"
-                             if cfg.warp_prior else "this model has no warp prior input")
-        if prior is not None and prior.shape != (B, Fr, *noisy.shape[2:]):
-            raise ValueError(f"warp prior {tuple(prior.shape)}, expected {(B, Fr, *noisy.shape[2:])}")
         x = self.patch_embed(patchify(torch.cat([context, noisy], 1), self.config.patch_size))  # (B, F, N, D)
-        if prior is not None:
-            q = self.prior_embed(patchify(prior.to(x.dtype), p))
-            if drop_pose is not None:
-                q = q * (~drop_pose).view(B, 1, 1, 1).to(q.dtype)
-            x = x + q
         gh, gw = h // p, w // p
         D = cfg.width
         pos = grid_positions(gh, gw, D, cfg.pos_grid, x.device).to(x.dtype)

@@ -46,7 +46,6 @@ class VdmState:
     work_hw: tuple[int, int]  # working resolution (multiples of 8 x patch)
     ref_latent: Any  # (1, C, h, w) torch tensor
     ref_pose: np.ndarray  # (133, 3) on the working canvas
-    photo: np.ndarray | None = None  # (h, w, 3) uint8 at the working size: a warp_prior model's
 
 
 def working_size(size_hw: tuple[int, int], long_side: int, multiple: int) -> tuple[int, int]:
@@ -164,8 +163,7 @@ class VdmRenderer:
         x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255
         lat = self.codec.encode(x).to(self.device, self.dtype)
         kp = scale_poses(ref_pose.keypoints[0], (H, W), work)
-        return VdmState((H, W), work, lat, kp,
-                        small if self.model.config.get("warp_prior", False) else None)
+        return VdmState((H, W), work, lat, kp)
 
     def render(self, state: VdmState, poses: PoseSequence, *, audio: np.ndarray | None = None,
                generator: Any = None, callback: ProgressCallback | None = None,
@@ -230,8 +228,6 @@ class VdmRenderer:
             m = self.model.config
             tok = torch.zeros(T, 2 * m.audio_context + 1, m.audio_dim)
         ref_map = pose_maps(state.ref_pose[None], work, self.config.threshold)
-        priors = self._warp_prior(state, kp, poses.fps)  # None, or latents frame by frame
-        kept_prior: list = []  # the warp prior of frames [a - k, b) of the last window
         prev = None  # latents of the previous window (1, n, C, h, w)
         drawn, drawn_from = ref_map[:0], 0  # skeleton maps of the previous window, from frame
         for j, (a, b, k) in enumerate(self.plan(T)):
@@ -248,36 +244,11 @@ class VdmRenderer:
 
             self._guide = window_guide(self.guidance, kp[a:b], tok[a:b], work, has_audio)
             sparse = self.sparse_plan(np.concatenate([state.ref_pose[None], kp[a - k:b]]), work)
-            prior = None
-            if priors is not None:  # the reference's prior is its own latent (warp: identity)
-                kept_prior = (kept_prior[len(kept_prior) - k:] if k else []) + \
-                    [next(priors) for _ in range(b - a)]
-                prior = torch.cat([state.ref_latent[:, None],
-                                   torch.stack(kept_prior, 0)[None].to(state.ref_latent)], 1)
-            new = self._sample(context, maps[None], aud[None], b - a, has_audio, gen, sparse,
-                               prior=prior)
+            new = self._sample(context, maps[None], aud[None], b - a, has_audio, gen, sparse)
             if on_window is not None:
                 on_window(j, context, new)
             prev = torch.cat([carried, new], 1)
             yield self._decode(new[0], (poses.height, poses.width))
-
-    def _warp_prior(self, state: VdmState, kp: np.ndarray, fps: float):
-        """For a ``warp_prior`` model: an iterator of (C, h, w) latents, one per frame of ``kp``
-        (working canvas), the warp renderer's frames of the working photo, encoded; else None."""
-        if not self.model.config.get("warp_prior", False):
-            return None
-        if state.photo is None:
-            from csg.errors import InputError
-
-            raise InputError("this vdm model takes a warp prior; prepare the photo with it")
-        import torch
-
-        from .data import encode_frames, warp_frames
-
-        def latents():
-            for frames in warp_frames(state.photo, state.ref_pose, kp, fps):
-                yield from torch.from_numpy(encode_frames(self.codec, frames))
-        return latents()
 
     def sparse_plan(self, kp: np.ndarray, work_hw: tuple[int, int]):
         """The sparse cross-frame attention plan of one window (``kp``: its frames' skeletons,
@@ -290,8 +261,7 @@ class VdmRenderer:
                           threshold=self.config.threshold)
         return None if plan is None else plan_tensors([plan], self.device)
 
-    def _sample(self, context, maps, aud, n: int, has_audio: bool, gen, sparse=None,
-                prior=None):
+    def _sample(self, context, maps, aud, n: int, has_audio: bool, gen, sparse=None):
         from csg.diffusion.sampling import ddim_sample, randn
         from csg.diffusion.schedule import NoiseSchedule, timesteps
 
@@ -301,8 +271,7 @@ class VdmRenderer:
         context, maps, aud = context.to(dev, dt), maps.to(dev, dt), aud.to(dev, dt)
         h, w = context.shape[-2:]
         fn = guided_denoiser(m, context, maps, aud, self.cfg_pose, self.cfg_audio,
-                             has_audio=has_audio, sparse=sparse,
-                             prior=None if prior is None else prior.to(dev, dt))
+                             has_audio=has_audio, sparse=sparse)
         schedule = NoiseSchedule.cosine(mc.num_train_timesteps, mc.prediction_type)
         ts = timesteps(mc.num_train_timesteps, self.steps, "trailing")
         x = randn((1, n, mc.latent_channels, h, w), gen, device=dev, dtype=dt)
@@ -328,13 +297,12 @@ class VdmRenderer:
 
 
 def guided_denoiser(model, context, maps, aud, cfg_pose: float, cfg_audio: float, *,
-                    has_audio: bool = True, sparse=None, prior=None):
+                    has_audio: bool = True, sparse=None):
     """``fn(x, t)`` for :func:`csg.diffusion.sampling.ddim_sample`: the vdm denoiser's prediction
     for the noisy frames ``x`` (B, n, C, h, w) given one window's context latents, skeleton maps and
     audio tokens (batch 1, expanded to B), with nested classifier-free guidance: pose outside
     (``cfg_pose``), audio inside (``cfg_audio``; off and the null audio used when ``has_audio`` is
-    False). ``prior``: a ``warp_prior`` model's (1, K + n, C, h, w) warp latents. The renderer's
-    sampler and the distillation teacher's."""
+    False). The renderer's sampler and the distillation teacher's."""
     import torch
 
     from csg.diffusion.sampling import classifier_free
@@ -346,8 +314,7 @@ def guided_denoiser(model, context, maps, aud, cfg_pose: float, cfg_audio: float
             drop_audio = torch.ones(B, dtype=torch.bool, device=x.device)
         tt = torch.full((B,), int(t), dtype=torch.long, device=x.device)
         return model(rep(context), x, tt, rep(maps), rep(aud), drop_pose=drop_pose,
-                     drop_audio=drop_audio, sparse=sparse,
-                     prior=None if prior is None else rep(prior)).sample
+                     drop_audio=drop_audio, sparse=sparse).sample
 
     def pose_level(x, t, drop_pose):
         def audio_level(x2, t2, drop_audio):

@@ -71,7 +71,7 @@ def training_loss(model, batch, cfg: VdmTrainConfig, schedule, gen: torch.Genera
     maps = batch["maps"] if "maps" in batch else pose_maps(poses.cpu().numpy(), size).to(dev)
     audio = torch.cat([torch.zeros_like(batch["audio"][:, :1]), batch["audio"]], 1)
     out = model(context, x_t, t, maps, audio, drop_pose=rand(B) < cfg.drop_pose,
-                drop_audio=rand(B) < cfg.drop_audio, prior=batch.get("prior")).sample
+                drop_audio=rand(B) < cfg.drop_audio).sample
     target = D.training_target(x0, noise, t, schedule.alphas_cumprod, schedule.prediction_type)
     se = ((out.float() - target.float()) ** 2).mean(2)  # (B, T, h, w)
     return par_loss(se, batch["poses"][:, k:], size, cfg.par,
@@ -89,38 +89,8 @@ def lr_lambda(cfg: VdmTrainConfig, floor: float = 0.1):
     return f
 
 
-def uses_warp_prior(cfg: VdmTrainConfig, init: str | None = None) -> bool:
-    """Whether the trained model takes the warp prior: the config says so, or the model at
-    ``init`` already has it."""
-    if cfg.model.warp_prior:
-        return True
-    if not init:
-        return False
-    p = Path(init) / "config.json"
-    return p.is_file() and bool(json.loads(p.read_text()).get("warp_prior", False))
-
-
-def load_init(init: str, warp_prior: bool):
-    """The model at ``init`` in float32; with ``warp_prior`` and a model without it, the same model
-    plus a zero-initialised prior input (so it starts out predicting exactly as before)."""
-    from .model import VdmDenoiser
-
-    model = VdmDenoiser.from_pretrained(init).float()
-    if not warp_prior or model.config.warp_prior:
-        return model
-    conf = {k: v for k, v in model.config.items() if not k.startswith("_")}  # (diffusers would
-    new = VdmDenoiser.from_config({**conf, "warp_prior": True})  # reset "_use_default_values")
-    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("prior_embed.") for k in missing):
-        raise DataError(f"{init}: cannot add a warp prior (missing {missing}, unexpected "
-                        f"{unexpected})")
-    return new.float()
-
-
-def prepare_latents(cfg: VdmTrainConfig, *, progress: bool = True,
-                    warp_prior: bool | None = None) -> list[Path]:
-    """Encode the datasets of ``cfg.data`` into the latent cache (reused when up to date);
-    ``warp_prior`` (default: the config's) adds the warp renderer's frames, encoded."""
+def prepare_latents(cfg: VdmTrainConfig, *, progress: bool = True) -> list[Path]:
+    """Encode the datasets of ``cfg.data`` into the latent cache (reused when up to date)."""
     from .codec import build_codec
     from .data import build_cache
 
@@ -129,8 +99,7 @@ def prepare_latents(cfg: VdmTrainConfig, *, progress: bool = True,
     return build_cache(list(cfg.data), cache, codec, codec_name=cfg.codec,
                        codec_path=cfg.codec_path, size=cfg.size,
                        frames_per_clip=cfg.frames_per_clip, features=cfg.features,
-                       par=cfg.par, split=None, progress=progress,
-                       warp_prior=cfg.model.warp_prior if warp_prior is None else warp_prior)
+                       par=cfg.par, split=None, progress=progress)
 
 
 def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
@@ -144,21 +113,21 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     from csg.features import feature_dim
 
     from .data import LatentWindowDataset
+    from .model import VdmDenoiser
 
     if cfg.window <= cfg.carry:
         raise DataError(f"window ({cfg.window}) must be larger than carry ({cfg.carry})")
-    prior = uses_warp_prior(cfg, init)
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     out = Path(cfg.out)
     ckdir = out / "checkpoints"
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        files = prepare_latents(cfg, progress=progress, warp_prior=prior)
+        files = prepare_latents(cfg, progress=progress)
     acc.wait_for_everyone()
     if not acc.is_main_process:
-        files = prepare_latents(cfg, progress=False, warp_prior=prior)
-    ds = LatentWindowDataset(files, window=cfg.window, seed=cfg.seed, warp_prior=prior)
+        files = prepare_latents(cfg, progress=False)
+    ds = LatentWindowDataset(files, window=cfg.window, seed=cfg.seed)
     if len(ds) < cfg.batch_size:
         raise DataError(f"{len(ds)} training windows of {cfg.window} frames, fewer than one batch "
                         f"of {cfg.batch_size}; lower batch_size or window")
@@ -166,7 +135,7 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     if cfg.features.context != cfg.model.audio_context:
         raise DataError(f"features.context ({cfg.features.context}) must equal "
                         f"model.audio_context ({cfg.model.audio_context})")
-    model = load_init(init, prior) if init else build_model(cfg, audio_dim)
+    model = VdmDenoiser.from_pretrained(init).float() if init else build_model(cfg, audio_dim)
     if model.config.audio_dim != audio_dim:
         raise DataError(f"{init}: model takes {model.config.audio_dim}-dim audio features, the "
                         f"config gives {audio_dim}")
