@@ -91,3 +91,19 @@ def test_iasa_gives_evaluate_clip_every_option_it_reads():
     read = set(re.findall(r"args\.(\w+)", inspect.getsource(recon.evaluate_clip)))
     rec = iasa.recon_args(SimpleNamespace(max_side=256, max_frames=8, every=4))
     assert read and read <= set(vars(rec)), read - set(vars(rec))
+
+
+def test_ceiling_oracle_is_exact_at_full_size_and_loses_detail_below(tmp_path, capsys):
+    """bench/ceiling.py: the real frames at their own size score 'exact'; at a quarter of the
+    size they lose detail (finite PSNR below the exact row)."""
+    import ceiling
+
+    path = _clip(tmp_path, frames=3)
+    out = tmp_path / "c.json"
+    assert ceiling.main([str(path), "--sizes", str(W), str(W // 4), "--max-side", str(W),
+                         "--codec", "none", "--json", str(out)]) == 0
+    rows = {r["oracle"]: r for r in json.loads(out.read_text())}
+    assert math.isinf(rows[str(W)]["psnr"]) and rows[str(W)]["ssim"] == pytest.approx(1.0)
+    small = rows[str(W // 4)]
+    assert math.isfinite(small["psnr"]) and small["psnr"] < 40 and small["ssim"] < 0.99
+    assert "exact" in capsys.readouterr().out
