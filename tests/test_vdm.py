@@ -563,3 +563,37 @@ def test_dtype_reaches_the_codec():
         frames[dt] = np.concatenate(_render(r, make_moving_pose(2, H, W))).astype(np.float32)
     diff = np.abs(frames["float32"] - frames["bfloat16"])
     assert diff.mean() < 4.0, diff.mean()
+
+
+def _shifted(poses, dx: float, w: int):
+    from csg.pose import PoseSequence
+
+    kp = np.array(poses.keypoints, np.float32, copy=True)
+    kp[..., 0] += dx
+    return PoseSequence(kp, fps=poses.fps, width=w, height=poses.height)
+
+
+def test_framing_renders_the_persons_square_and_keeps_the_rest_of_the_photo():
+    """framing >= 0 (a personalised model's vdm.json): the photo is cropped around its person as
+    the training clips were (csg.data.prepare.crop_box), rendered there and pasted back; the
+    photo outside the crop is kept as is. Default (-1, the embedded model): the whole photo."""
+    h, w = 64, 200
+    photo = _photo(h, w)
+    ref = _shifted(make_reference_pose(64, 64), 68, w)
+    poses = _shifted(make_moving_pose(3, 64, 64), 68, w)
+    r = tiny_renderer(framing=0.15)
+    st = r.prepare(photo, ref)
+    assert st.box is not None
+    y0, x0, bh, bw = st.box
+    assert bh == bw and x0 > 0 and x0 + bw < w  # a square around the person, inside the photo
+    out = np.concatenate(list(r.render(st, poses, generator=torch.Generator().manual_seed(0),
+                                       progress=False)))
+    assert out.shape == (3, h, w, 3)
+    assert (out[:, :, :x0] == photo[None, :, :x0]).all()
+    assert (out[:, :, x0 + bw:] == photo[None, :, x0 + bw:]).all()
+    assert (out[:, :, x0 + bw // 2] != photo[None, :, x0 + bw // 2]).any()  # rendered inside
+    assert tiny_renderer().prepare(photo, ref).box is None
+    noted = tiny_renderer(note={**TINY_NOTE, "framing": 0.15})  # the checkpoint's framing
+    assert noted.prepare(photo, ref).box == st.box
+    assert tiny_renderer(note={**TINY_NOTE, "framing": 0.15}, framing=-1.0
+                         ).prepare(photo, ref).box is None

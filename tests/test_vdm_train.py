@@ -36,6 +36,7 @@ def test_train_tiny_exports_renders_and_resumes(synth_root, tmp_path):
     out = train(_tiny_cfg(synth_root, tmp_path / "run"), progress=False)
     model, note = load_vdm(out)
     assert note["steps"] == 4 and note["size"] == 32 and note["codec"] == "taef2"
+    assert "framing" not in note  # whole frames: the renderer uses the whole photo
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "mse_face", "mse_hands", "mse_body", "mse_rest"} <= set(rows[-1])
     assert len(list((out / "latents").glob("*.npz"))) == 2
@@ -44,8 +45,10 @@ def test_train_tiny_exports_renders_and_resumes(synth_root, tmp_path):
     frames = np.concatenate(list(r.render(state, make_moving_pose(3, 40, 24), progress=False)))
     assert frames.shape == (3, 40, 24, 3)
     # resume: continues from the step-4 checkpoint to step 6
-    out2 = train(_tiny_cfg(synth_root, tmp_path / "run", max_steps=6), resume=True, progress=False)
-    assert json.loads((out2 / "vdm.json").read_text())["steps"] == 6
+    out2 = train(_tiny_cfg(synth_root, tmp_path / "run", max_steps=6, framing=1.0), resume=True,
+                 progress=False)
+    note2 = json.loads((out2 / "vdm.json").read_text())
+    assert note2["steps"] == 6 and note2["framing"] == 1.0  # person crops: the renderer crops too
 
 
 def _fake_cache(path, n=8, size=32, seed=0):

@@ -42,7 +42,7 @@ def train_renderer(config_path, data, out, overrides, resume, init, videos):
         root = prepare_personal(videos, Path(cfg.out), cfg.size)
         from dataclasses import replace
 
-        cfg = replace(cfg, data=(str(root),))
+        cfg = replace(cfg, data=(str(root),), framing=PERSONAL_MARGIN)
     final = train(cfg, resume=resume, init=init, echo=click.echo)
     click.echo(f"renderer weights: {final} (use: csg run --renderer vdm --set "
                f"render.weights={final})")
@@ -71,6 +71,9 @@ def _from_init(cfg, init: Path, overrides) -> "VdmTrainConfig":  # noqa: F821
     return replace(cfg, **keep)
 
 
+PERSONAL_MARGIN = 1.0  # crop margin of a personalisation video (most of the frame around the person)
+
+
 def prepare_personal(videos, out: Path, size: int) -> Path:
     """``csg data prepare`` on the given videos into ``OUT/data`` (one speaker, all train)."""
     import shutil
@@ -86,7 +89,7 @@ def prepare_personal(videos, out: Path, size: int) -> Path:
         if not dst.exists():
             shutil.copyfile(p, dst)
     cfg = PrepareConfig(size_hw=(size, size), min_face=0.5, min_body=0.5, min_visible=0.5,
-                        min_seconds=1.0, split_by="file", margin=1.0)  # most of the frame
+                        min_seconds=1.0, split_by="file", margin=PERSONAL_MARGIN)
     recs = prepare_videos(src, out / "data", cfg)
     if not recs:
         from csg.errors import DataError

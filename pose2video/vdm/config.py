@@ -51,6 +51,7 @@ class VdmTrainConfig:
     codec: str = "taef2"  # "taef2" | "autoencoder_kl"
     codec_path: str = ""  # weights folder / hub id of the codec ("" : the shipped TAEF2 / small decoder)
     frames_per_clip: int = 48  # frames encoded per clip (a contiguous run; encoding is slow)
+    framing: float = -1.0  # the clips are person crops with this margin (vdm.json; -1: not recorded)
     window: int = 6  # frames per training sample (carried context + noisy targets)
     carry: int = 2  # frames carried from the previous window at render time
     carry_prob: float = 0.5  # p of giving the first `carry` frames clean (trains window chaining)
@@ -91,6 +92,8 @@ class VdmRenderConfig:
     window: int = 0  # frames per model window incl. carried ones; 0 : the training window
     overlap: int = -1  # frames carried between windows; -1 : the training `carry`
     threshold: float = 0.3  # keypoint score below which the skeleton map omits a point
+    framing: float = -2.0  # render a square crop around the photo's person with this margin, pasted
+    # back into the photo (as csg.data.prepare crops); -1: the whole photo; -2: the checkpoint's
     # PCE sync-classifier guidance on the latents (PAHA Eq. 8-12, docs/guidance.md, stage 2)
     guidance: str = "none"  # "none" | "sg" (sequential) | "dg" (differential)
     guidance_weights: str = ""  # folder of classifier_face/ + classifier_nonface/; "" : embedded

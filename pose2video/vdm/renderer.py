@@ -46,6 +46,8 @@ class VdmState:
     work_hw: tuple[int, int]  # working resolution (multiples of 8 x patch)
     ref_latent: Any  # (1, C, h, w) torch tensor
     ref_pose: np.ndarray  # (133, 3) on the working canvas
+    box: tuple[int, int, int, int] | None = None  # (y0, x0, h, w) rendered crop of the photo; None: all
+    photo: np.ndarray | None = None  # (H, W, 3) uint8, what surrounds the crop
 
 
 def working_size(size_hw: tuple[int, int], long_side: int, multiple: int) -> tuple[int, int]:
@@ -55,6 +57,43 @@ def working_size(size_hw: tuple[int, int], long_side: int, multiple: int) -> tup
     s = long_side / max(h, w)
     return (max(multiple, int(round(h * s / multiple)) * multiple),
             max(multiple, int(round(w * s / multiple)) * multiple))
+
+
+def _in_box(kp: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """(..., 133, 3) skeletons moved into the crop ``box`` (y0, x0, h, w); None: unchanged."""
+    if box is None:
+        return kp
+    out = np.array(kp, np.float32, copy=True)
+    out[..., 0] -= box[1]
+    out[..., 1] -= box[0]
+    return out
+
+
+def _paste(frames: np.ndarray, box: tuple[int, int, int, int] | None,
+           photo: np.ndarray | None) -> np.ndarray:
+    """(n, h, w, 3) frames of the crop ``box`` placed into ``photo`` (H, W, 3), faded into it over
+    5 % of the crop's side along the edges inside the photo (no hard rectangle); None: unchanged."""
+    if box is None:
+        return frames
+    y0, x0, h, w = box
+    H, W = photo.shape[:2]
+    ramp = max(2.0, 0.05 * min(h, w))
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None]
+    a = np.ones((h, w), np.float32)
+    if y0 > 0:
+        a = np.minimum(a, (yy + 0.5) / ramp)
+    if y0 + h < H:
+        a = np.minimum(a, (h - yy - 0.5) / ramp)
+    if x0 > 0:
+        a = np.minimum(a, (xx + 0.5) / ramp)
+    if x0 + w < W:
+        a = np.minimum(a, (w - xx - 0.5) / ramp)
+    a = np.clip(a, 0.0, 1.0)[None, ..., None]
+    out = np.repeat(photo[None], len(frames), 0)
+    region = out[:, y0:y0 + h, x0:x0 + w].astype(np.float32)
+    out[:, y0:y0 + h, x0:x0 + w] = np.round(region * (1 - a) + frames * a).astype(np.uint8)
+    return out
 
 
 def scale_poses(kp: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -129,6 +168,8 @@ class VdmRenderer:
         self.attention = check_mode(config.attention or self.model.config.get("attention", "dense"))
         self.attention_topk = int(config.attention_topk or self.model.config.get("attention_topk", 2))
         self.size = int(config.size or self.note.get("size", 256))
+        self.framing = float(config.framing if config.framing > -2 else
+                             self.note.get("framing", -1.0))
         self.window = int(config.window or self.note.get("window", 8))
         self.overlap = int(config.overlap if config.overlap >= 0 else self.note.get("carry", 2))
         if not 0 <= self.overlap < self.window:
@@ -156,14 +197,21 @@ class VdmRenderer:
             check_inputs(img, ref_pose)  # non-empty, canvas == photo size
         ref_pose = reference_pose_for(img, ref_pose)
         H, W = img.shape[:2]
+        box = None
+        if self.framing >= 0:  # the person's square, as the model's training clips were cut
+            from csg.data.prepare import crop_box
+
+            box = crop_box(ref_pose.keypoints, (H, W), (1, 1), self.framing)
+            box = None if box == (0, 0, H, W) else box
+        y0, x0, h, w = box or (0, 0, H, W)
         mult = 8 * self.model.config.patch_size
-        work = working_size((H, W), self.size, mult)
-        small = cv2.resize(img, (work[1], work[0]), interpolation=cv2.INTER_AREA
-                           if work[0] < H else cv2.INTER_LINEAR)
+        work = working_size((h, w), self.size, mult)
+        small = cv2.resize(img[y0:y0 + h, x0:x0 + w], (work[1], work[0]),
+                           interpolation=cv2.INTER_AREA if work[0] < h else cv2.INTER_LINEAR)
         x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255
         lat = self.codec.encode(x).to(self.device, self.dtype)
-        kp = scale_poses(ref_pose.keypoints[0], (H, W), work)
-        return VdmState((H, W), work, lat, kp)
+        kp = scale_poses(_in_box(ref_pose.keypoints[0], box), (h, w), work)
+        return VdmState((H, W), work, lat, kp, box, img.copy() if box else None)
 
     def render(self, state: VdmState, poses: PoseSequence, *, audio: np.ndarray | None = None,
                generator: Any = None, callback: ProgressCallback | None = None,
@@ -220,7 +268,8 @@ class VdmRenderer:
         gen = _torch_generator(generator)
         T = len(poses)
         work = state.work_hw
-        kp = scale_poses(poses.keypoints, poses.size_hw, work)
+        crop_hw = state.box[2:] if state.box else poses.size_hw
+        kp = scale_poses(_in_box(poses.keypoints, state.box), crop_hw, work)
         has_audio = audio is not None and len(audio) > 0
         if has_audio:
             tok = torch.from_numpy(audio_tokens(audio, poses.fps, T, self.features))
@@ -248,7 +297,7 @@ class VdmRenderer:
             if on_window is not None:
                 on_window(j, context, new)
             prev = torch.cat([carried, new], 1)
-            yield self._decode(new[0], (poses.height, poses.width))
+            yield _paste(self._decode(new[0], crop_hw), state.box, state.photo)
 
     def sparse_plan(self, kp: np.ndarray, work_hw: tuple[int, int]):
         """The sparse cross-frame attention plan of one window (``kp``: its frames' skeletons,

@@ -195,4 +195,6 @@ def export(model, cfg: VdmTrainConfig, out: Path, *, steps: int, minutes: float,
             "window": cfg.window, "carry": cfg.carry, "features": asdict(cfg.features),
             "data": list(cfg.data), "steps": steps, "minutes": round(minutes, 1),
             "init": init, "par": asdict(cfg.par)}
+    if cfg.framing >= 0:  # the renderer crops photos the way these clips were cropped
+        note["framing"] = cfg.framing
     (out / EXPORT_NOTE).write_text(json.dumps(note, indent=1, default=str))
