@@ -597,3 +597,6 @@ def test_framing_renders_the_persons_square_and_keeps_the_rest_of_the_photo():
     assert noted.prepare(photo, ref).box == st.box
     assert tiny_renderer(note={**TINY_NOTE, "framing": 0.15}, framing=-1.0
                          ).prepare(photo, ref).box is None
+    # a person taller than the photo is wide: no square holds them, the whole photo is rendered
+    tall = tiny_renderer(framing=0.15).prepare(_photo(64, 40), make_reference_pose(64, 40))
+    assert tall.box is None

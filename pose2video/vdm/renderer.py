@@ -202,7 +202,11 @@ class VdmRenderer:
             from csg.data.prepare import crop_box
 
             box = crop_box(ref_pose.keypoints, (H, W), (1, 1), self.framing)
-            box = None if box == (0, 0, H, W) else box
+            pts = ref_pose.keypoints[0][ref_pose.keypoints[0, :, 2] > 0.3, :2]
+            y0, x0, h, w = box
+            whole = len(pts) == 0 or pts[:, 0].min() < x0 or pts[:, 0].max() > x0 + w or \
+                pts[:, 1].min() < y0 or pts[:, 1].max() > y0 + h  # the square cannot hold them
+            box = None if whole or box == (0, 0, H, W) else box
         y0, x0, h, w = box or (0, 0, H, W)
         mult = 8 * self.model.config.patch_size
         work = working_size((h, w), self.size, mult)
