@@ -654,3 +654,60 @@ def _body_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],
         c = ref[quad].mean(0)
         cv2.fillConvexPoly(m, np.round(c + grow * (ref[quad] - c)).astype(np.int32), 1)
     return m.astype(bool)
+
+
+def skeleton_zone(frame: np.ndarray, size_hw: tuple[int, int], *, threshold: float = 0.3,
+                  pad: float = 0.25) -> np.ndarray:
+    """(H, W) bool: where a person with this skeleton (133, 3) can be, grown by ``pad`` shoulder
+    widths: limb capsules (0.2 shoulder widths thick), the torso (down to the bottom edge when the
+    hips are not seen: a person cut at the waist), the head (a disc over the head and face points,
+    at least 0.4 shoulder widths, hair included) and the hands (their points' hull). With no
+    shoulder pair the unit is 2.5 face heights, else a tenth of the canvas' long side; nothing
+    seen: all False."""
+    import cv2
+
+    H, W = size_hw
+    xy = np.asarray(frame, np.float64)[:, :2]
+    ok = np.asarray(frame)[:, 2] >= threshold
+    ok &= np.isfinite(xy).all(1) & (np.abs(xy) < 1e6).all(1)  # (points far off are not drawn)
+    m = np.zeros((H, W), np.uint8)
+    if not ok.any():
+        return m.astype(bool)
+    ls, rs = K.LEFT_SHOULDER, K.RIGHT_SHOULDER
+    face = np.r_[np.arange(0, 5), np.arange(K.FACE.start, K.FACE.stop)]
+    if ok[ls] and ok[rs]:
+        u = float(np.linalg.norm(xy[ls] - xy[rs]))
+    elif ok[face].sum() >= 10:
+        u = 2.5 * float(np.ptp(xy[face][ok[face], 1]))
+    else:
+        u = 0.0
+    u = max(u, 0.02 * max(H, W)) if u > 0 else 0.1 * max(H, W)
+    g = pad * u
+
+    def pt(p: np.ndarray) -> tuple[int, int]:
+        return int(round(p[0])), int(round(p[1]))
+
+    for i, j in K.BODY_EDGES[:12] + K.FEET_EDGES:  # limbs and feet, not the head's
+        if ok[i] and ok[j]:
+            cv2.line(m, pt(xy[i]), pt(xy[j]), 1, max(int(round(2 * (0.2 * u + g))), 1))
+    for i in range(K.LEFT_SHOULDER, K.FEET.stop):
+        if ok[i]:
+            cv2.circle(m, pt(xy[i]), max(int(round(0.2 * u + g)), 1), 1, -1)
+    torso = [i for i in (ls, rs, K.RIGHT_HIP, K.LEFT_HIP) if ok[i]]
+    if ok[ls] and ok[rs] and not (ok[K.LEFT_HIP] or ok[K.RIGHT_HIP]):  # cut at the waist
+        x0, x1 = sorted((xy[ls, 0], xy[rs, 0]))
+        top = min(xy[ls, 1], xy[rs, 1])
+        cv2.rectangle(m, pt((x0 - g, top)), pt((x1 + g, H)), 1, -1)
+    elif len(torso) >= 3:
+        cv2.fillConvexPoly(m, np.round(xy[torso]).astype(np.int32), 1)
+    if ok[face].any():
+        c = xy[face][ok[face]].mean(0)
+        rad = float(np.linalg.norm(xy[face][ok[face]] - c, axis=1).max())
+        cv2.circle(m, pt(c), max(int(round(max(1.3 * rad, 0.4 * u) + g)), 1), 1, -1)
+    for hand in (K.LEFT_HAND, K.RIGHT_HAND):
+        idx = np.arange(hand.start, hand.stop)[ok[hand]]
+        for p in xy[idx]:
+            cv2.circle(m, pt(p), max(int(round(0.05 * u + g)), 1), 1, -1)
+        if len(idx) >= 3:
+            cv2.fillConvexPoly(m, cv2.convexHull(np.round(xy[idx]).astype(np.int32)), 1)
+    return m.astype(bool)

@@ -600,3 +600,74 @@ def test_framing_renders_the_persons_square_and_keeps_the_rest_of_the_photo():
     # a person taller than the photo is wide: no square holds them, the whole photo is rendered
     tall = tiny_renderer(framing=0.15).prepare(_photo(64, 40), make_reference_pose(64, 40))
     assert tall.box is None
+
+
+def test_skeleton_zone_covers_the_skeleton_grown_by_pad_and_nothing_else():
+    """pose2video.masks.skeleton_zone: every confident point inside, a point 2 shoulder widths
+    beyond the hands outside; a person without hips reaches the bottom edge; low scores, NaN and
+    far-off points are ignored; no point at all: empty."""
+    from csg import keypoints as K
+    from pose2video.masks import skeleton_zone
+
+    h, w = 200, 300
+    f = make_reference_pose(h, w).keypoints[0].copy()
+    z = skeleton_zone(f, (h, w))
+    ok = f[:, 2] >= 0.3
+    xy = np.round(f[ok, :2]).astype(int)
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+    assert z[xy[inside, 1], xy[inside, 0]].all()
+    sw = float(np.linalg.norm(f[K.LEFT_SHOULDER, :2] - f[K.RIGHT_SHOULDER, :2]))
+    assert 0.05 < z.mean() < 0.9
+    grown = skeleton_zone(f, (h, w), pad=0.5)
+    assert grown.sum() > z.sum() and (grown | z).sum() == grown.sum()  # pad only adds
+    # a point 2 shoulder widths right of everything is outside
+    x_far = int(f[ok, 0].max() + 2 * sw)
+    if x_far < w:
+        assert not z[:, x_far:].any()
+    cut = f.copy()
+    cut[[K.LEFT_HIP, K.RIGHT_HIP, K.LEFT_KNEE, K.RIGHT_KNEE, K.LEFT_ANKLE, K.RIGHT_ANKLE], 2] = 0
+    cut[K.FEET, 2] = 0
+    xs = int(f[[K.LEFT_SHOULDER, K.RIGHT_SHOULDER], 0].mean())
+    assert skeleton_zone(cut, (h, w))[h - 1, xs]  # cut at the waist: down to the bottom edge
+    bad = f.copy()
+    bad[:, 2] = 0.1
+    assert not skeleton_zone(bad, (h, w)).any()
+    bad[0] = (np.nan, 5.0, 1.0)
+    bad[1] = (1e9, 5.0, 1.0)
+    assert not skeleton_zone(bad, (h, w)).any()
+
+
+def test_background_photo_keeps_the_photo_outside_the_persons_zone():
+    """background "photo" (default): outside the zone of the photo's person and each frame's
+    skeleton the output is the photo, in every frame; inside it the model's pixels. "model": the
+    model's frame everywhere. Nonsense values are refused in one line."""
+    from csg.errors import ConfigError
+    from pose2video.masks import skeleton_zone
+    from pose2video.vdm.renderer import _in_box
+
+    h, w = 64, 200
+    photo = _photo(h, w)
+    ref = _shifted(make_reference_pose(64, 64), 68, w)
+    poses = _shifted(make_moving_pose(3, 64, 64), 68, w)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    for framing in (-1.0, 0.15):
+        r = tiny_renderer(framing=framing)
+        st = r.prepare(photo, ref)
+        assert st.keep is not None and st.keep.shape == (st.box or (0, 0, h, w))[2:]
+        out = np.concatenate(list(r.render(st, poses, generator=gen(), progress=False)))
+        y0, x0, bh, bw = st.box or (0, 0, h, w)
+        kp = _in_box(poses.keypoints, st.box)
+        for t in range(len(out)):
+            zone = st.keep | skeleton_zone(kp[t], (bh, bw))
+            full = np.zeros((h, w), bool)
+            full[y0:y0 + bh, x0:x0 + bw] = zone
+            assert (out[t][~full] == photo[~full]).all()
+            assert (out[t][full] != photo[full]).any()
+        assert (~st.keep).any()  # the zone does not cover the whole photo
+        model = tiny_renderer(framing=framing, background="model")
+        sm = model.prepare(photo, ref)
+        assert sm.keep is None
+        out_m = np.concatenate(list(model.render(sm, poses, generator=gen(), progress=False)))
+        assert (out_m != out).any()
+    with pytest.raises(ConfigError, match="background"):
+        tiny_renderer(background="blur")

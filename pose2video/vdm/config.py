@@ -94,6 +94,8 @@ class VdmRenderConfig:
     threshold: float = 0.3  # keypoint score below which the skeleton map omits a point
     framing: float = -2.0  # render a square crop around the photo's person with this margin, pasted
     # back into the photo (as csg.data.prepare crops); -1: the whole photo; -2: the checkpoint's
+    background: str = "photo"  # "photo": outside the zone the skeleton and the photo's person can
+    # reach (pose2video.masks.skeleton_zone), the photo's pixels in every frame; "model": the model's
     # PCE sync-classifier guidance on the latents (PAHA Eq. 8-12, docs/guidance.md, stage 2)
     guidance: str = "none"  # "none" | "sg" (sequential) | "dg" (differential)
     guidance_weights: str = ""  # folder of classifier_face/ + classifier_nonface/; "" : embedded

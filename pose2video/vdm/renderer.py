@@ -47,7 +47,9 @@ class VdmState:
     ref_latent: Any  # (1, C, h, w) torch tensor
     ref_pose: np.ndarray  # (133, 3) on the working canvas
     box: tuple[int, int, int, int] | None = None  # (y0, x0, h, w) rendered crop of the photo; None: all
-    photo: np.ndarray | None = None  # (H, W, 3) uint8, what surrounds the crop
+    photo: np.ndarray | None = None  # (H, W, 3) uint8, what surrounds the crop (or the model frame)
+    keep: np.ndarray | None = None  # (h, w) bool on the crop: the photo's person's zone (background
+    # "photo"); None: the model's frame everywhere in the crop
 
 
 def working_size(size_hw: tuple[int, int], long_side: int, multiple: int) -> tuple[int, int]:
@@ -70,13 +72,15 @@ def _in_box(kp: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray
 
 
 def _paste(frames: np.ndarray, box: tuple[int, int, int, int] | None,
-           photo: np.ndarray | None) -> np.ndarray:
+           photo: np.ndarray | None, zones: np.ndarray | None = None) -> np.ndarray:
     """(n, h, w, 3) frames of the crop ``box`` placed into ``photo`` (H, W, 3), faded into it over
-    5 % of the crop's side along the edges inside the photo (no hard rectangle); None: unchanged."""
-    if box is None:
+    5 % of the crop's side along the edges inside the photo (no hard rectangle); box None: the
+    frames cover the photo. ``zones`` (n, h, w) float alpha: the model's pixels only there (the
+    photo's elsewhere). No box and no zones: the frames unchanged."""
+    if box is None and zones is None:
         return frames
-    y0, x0, h, w = box
     H, W = photo.shape[:2]
+    y0, x0, h, w = box or (0, 0, H, W)
     ramp = max(2.0, 0.05 * min(h, w))
     yy = np.arange(h, dtype=np.float32)[:, None]
     xx = np.arange(w, dtype=np.float32)[None]
@@ -90,10 +94,22 @@ def _paste(frames: np.ndarray, box: tuple[int, int, int, int] | None,
     if x0 + w < W:
         a = np.minimum(a, (w - xx - 0.5) / ramp)
     a = np.clip(a, 0.0, 1.0)[None, ..., None]
+    if zones is not None:
+        a = a * zones[..., None]
     out = np.repeat(photo[None], len(frames), 0)
     region = out[:, y0:y0 + h, x0:x0 + w].astype(np.float32)
     out[:, y0:y0 + h, x0:x0 + w] = np.round(region * (1 - a) + frames * a).astype(np.uint8)
     return out
+
+
+def _zones(keep: np.ndarray, kp: np.ndarray) -> np.ndarray:
+    """(n, h, w) float32 alpha of the model's pixels: the photo's person's zone ``keep`` (h, w)
+    joined with each frame's skeleton zone (n, 133, 3 on the crop), faded in over 4 % of the
+    crop's side inside it (so the seam lies in the zone's padding, not on the person)."""
+    from ..masks import skeleton_zone, soft_alpha
+
+    feather = 0.04 * min(keep.shape)
+    return np.stack([soft_alpha(keep | skeleton_zone(f, keep.shape), feather) for f in kp])
 
 
 def scale_poses(kp: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -170,6 +186,11 @@ class VdmRenderer:
         self.size = int(config.size or self.note.get("size", 256))
         self.framing = float(config.framing if config.framing > -2 else
                              self.note.get("framing", -1.0))
+        if config.background not in ("photo", "model"):
+            from csg.errors import ConfigError
+
+            raise ConfigError(f"vdm: background must be 'photo' or 'model', got "
+                              f"{config.background!r}")
         self.window = int(config.window or self.note.get("window", 8))
         self.overlap = int(config.overlap if config.overlap >= 0 else self.note.get("carry", 2))
         if not 0 <= self.overlap < self.window:
@@ -208,6 +229,16 @@ class VdmRenderer:
                 pts[:, 1].min() < y0 or pts[:, 1].max() > y0 + h  # the square cannot hold them
             box = None if whole or box == (0, 0, H, W) else box
         y0, x0, h, w = box or (0, 0, H, W)
+        keep = None
+        if self.config.background == "photo":  # the zone the photo's own person covers
+            from ..masks import skeleton_zone
+            from ..segment import person_mask
+
+            keep = skeleton_zone(_in_box(ref_pose.keypoints[0], box), (h, w))
+            seg = person_mask(img[y0:y0 + h, x0:x0 + w])
+            if seg is not None:
+                keep |= cv2.dilate((seg > 0.5).astype(np.uint8),
+                                   np.ones((3, 3), np.uint8), iterations=max(1, h // 100)) > 0
         mult = 8 * self.model.config.patch_size
         work = working_size((h, w), self.size, mult)
         small = cv2.resize(img[y0:y0 + h, x0:x0 + w], (work[1], work[0]),
@@ -215,7 +246,8 @@ class VdmRenderer:
         x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255
         lat = self.codec.encode(x).to(self.device, self.dtype)
         kp = scale_poses(_in_box(ref_pose.keypoints[0], box), (h, w), work)
-        return VdmState((H, W), work, lat, kp, box, img.copy() if box else None)
+        photo = img.copy() if box or keep is not None else None
+        return VdmState((H, W), work, lat, kp, box, photo, keep)
 
     def render(self, state: VdmState, poses: PoseSequence, *, audio: np.ndarray | None = None,
                generator: Any = None, callback: ProgressCallback | None = None,
@@ -273,7 +305,8 @@ class VdmRenderer:
         T = len(poses)
         work = state.work_hw
         crop_hw = state.box[2:] if state.box else poses.size_hw
-        kp = scale_poses(_in_box(poses.keypoints, state.box), crop_hw, work)
+        crop_kp = _in_box(poses.keypoints, state.box)
+        kp = scale_poses(crop_kp, crop_hw, work)
         has_audio = audio is not None and len(audio) > 0
         if has_audio:
             tok = torch.from_numpy(audio_tokens(audio, poses.fps, T, self.features))
@@ -301,7 +334,8 @@ class VdmRenderer:
             if on_window is not None:
                 on_window(j, context, new)
             prev = torch.cat([carried, new], 1)
-            yield _paste(self._decode(new[0], crop_hw), state.box, state.photo)
+            yield _paste(self._decode(new[0], crop_hw), state.box, state.photo,
+                         None if state.keep is None else _zones(state.keep, crop_kp[a:b]))
 
     def sparse_plan(self, kp: np.ndarray, work_hw: tuple[int, int]):
         """The sparse cross-frame attention plan of one window (``kp``: its frames' skeletons,
