@@ -643,7 +643,7 @@ def test_background_photo_keeps_the_photo_outside_the_persons_zone():
     model's frame everywhere. Nonsense values are refused in one line."""
     from csg.errors import ConfigError
     from pose2video.masks import skeleton_zone
-    from pose2video.vdm.renderer import _in_box
+    from pose2video.vdm.renderer import ZONE_PAD, _in_box
 
     h, w = 64, 200
     photo = _photo(h, w)
@@ -658,7 +658,7 @@ def test_background_photo_keeps_the_photo_outside_the_persons_zone():
         y0, x0, bh, bw = st.box or (0, 0, h, w)
         kp = _in_box(poses.keypoints, st.box)
         for t in range(len(out)):
-            zone = st.keep | skeleton_zone(kp[t], (bh, bw))
+            zone = st.keep | skeleton_zone(kp[t], (bh, bw), pad=ZONE_PAD)
             full = np.zeros((h, w), bool)
             full[y0:y0 + bh, x0:x0 + bw] = zone
             assert (out[t][~full] == photo[~full]).all()

@@ -102,6 +102,12 @@ def _paste(frames: np.ndarray, box: tuple[int, int, int, int] | None,
     return out
 
 
+ZONE_PAD = 0.05
+"""Shoulder widths the skeleton zone grows by (render.background "photo"): 0.25 left a pale aura of
+the model's background around head and hands (docs/vdm.md); 0.0 thins the limb capsules under the
+fade's width."""
+
+
 def _zones(keep: np.ndarray, kp: np.ndarray) -> np.ndarray:
     """(n, h, w) float32 alpha of the model's pixels: the photo's person's zone ``keep`` (h, w)
     joined with each frame's skeleton zone (n, 133, 3 on the crop), faded in over 4 % of the
@@ -109,7 +115,8 @@ def _zones(keep: np.ndarray, kp: np.ndarray) -> np.ndarray:
     from ..masks import skeleton_zone, soft_alpha
 
     feather = 0.04 * min(keep.shape)
-    return np.stack([soft_alpha(keep | skeleton_zone(f, keep.shape), feather) for f in kp])
+    return np.stack([soft_alpha(keep | skeleton_zone(f, keep.shape, pad=ZONE_PAD), feather)
+                     for f in kp])
 
 
 def scale_poses(kp: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -234,7 +241,7 @@ class VdmRenderer:
             from ..masks import skeleton_zone
             from ..segment import person_mask
 
-            keep = skeleton_zone(_in_box(ref_pose.keypoints[0], box), (h, w))
+            keep = skeleton_zone(_in_box(ref_pose.keypoints[0], box), (h, w), pad=ZONE_PAD)
             seg = person_mask(img[y0:y0 + h, x0:x0 + w])
             if seg is not None:
                 keep |= cv2.dilate((seg > 0.5).astype(np.uint8),
