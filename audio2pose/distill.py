@@ -77,6 +77,18 @@ class DistillConfig:
     seed: int = 0
     export_dtype: str = "float16"  # "float16" | "float32"
 
+    def __post_init__(self) -> None:
+        from csg import validate as V
+        from csg.training import check_training_config
+
+        check_training_config(self, {"pairs": 1, "pair_batch": 1, "window": 1})
+        V.steps(self.student_steps, "student_steps")
+        if self.teacher_steps is not None:
+            V.steps(self.teacher_steps, "teacher_steps")
+        if self.teacher_cfg is not None:
+            V.cfg_scale(self.teacher_cfg, "teacher_cfg")
+        V.fraction(self.ref_start, "ref_start")
+
 
 # --- the rollout -------------------------------------------------------------------------------
 def student_rollout(model, x_T: torch.Tensor, audio: torch.Tensor, ref: torch.Tensor,
@@ -185,18 +197,21 @@ def distill(cfg: DistillConfig, *, resume: bool = False, echo=logger.info) -> Pa
     teacher_dir = resolve_checkpoint(cfg.teacher)
     teacher = Audio2PosePipeline.from_pretrained(teacher_dir)
     window = cfg.window or teacher.sampling.window
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     pairs_path = out / f"pairs_{acc.process_index}.pt"
-    if resume and pairs_path.is_file():
-        pairs = torch.load(pairs_path, weights_only=True)
-        echo(f"reusing {pairs_path}")
-    else:
+    reuse = resume and pairs_path.is_file()
+    # the data is checked before the run folder is written: a bad --data leaves nothing behind
+    if not reuse:
         ds = PoseWindowDataset(cfg.data, "train", window=window, feature_cfg=teacher.features,
                                augment=False, seed=cfg.seed, ref_start=cfg.ref_start)
         if len(ds) == 0:
             raise DataError(f"{cfg.data}: no training windows of {window} frames")
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if reuse:
+        pairs = torch.load(pairs_path, weights_only=True)
+        echo(f"reusing {pairs_path}")
+    else:
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + acc.process_index)
         pairs = make_pairs(teacher, ds, cfg, gen, echo=echo)
         torch.save(pairs, pairs_path)

@@ -174,7 +174,7 @@ def _person_to_frame(person: dict, source: str) -> np.ndarray:
 
 def _read_json(p: Path) -> Any:
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(p.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PoseFormatError(f"{p}: not valid OpenPose JSON ({e})") from None
     except RecursionError:

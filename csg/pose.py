@@ -216,7 +216,7 @@ class PoseSequence:
 
         p = require_file(path, "pose file", PoseFormatError)
         try:
-            d = json.loads(p.read_text(encoding="utf-8"))
+            d = json.loads(p.read_text(encoding="utf-8-sig"))  # -sig: editors' byte-order mark
         except UnicodeDecodeError:
             raise PoseFormatError(f"{p}: not a text file (expected csg.pose JSON)") from None
         except json.JSONDecodeError as e:

@@ -107,6 +107,34 @@ def end_step(acc, log: StepLog, ckdir: Path, step: int, logs: dict[str, Any], cf
     return done
 
 
+# --- the config check --------------------------------------------------------------------------
+MAX_TRAIN_SEED = 2 ** 32 - 1
+"""Training seeds: the loops derive per-step generators from ``seed * 1000 + step``."""
+
+
+def check_training_config(cfg: Any, ints: dict[str, int] = {}) -> None:  # noqa: B006 - read only
+    """ConfigError (one line, naming the key) unless the optimisation knobs that ``cfg`` has are
+    in range, so a bad ``--set`` fails before data is read or a run folder is written.
+    ``ints``: more whole-number keys of ``cfg`` and their lowest allowed value."""
+    from csg import validate as V
+
+    lows = {"batch_size": 1, "grad_accum": 1, "warmup": 0, "max_steps": 0, "log_every": 1,
+            "save_every": 1, "num_workers": 0, **ints}
+    for key, low in lows.items():
+        if getattr(cfg, key, None) is not None:
+            V.integer(getattr(cfg, key), key, low=low)
+    for key in ("lr",):
+        if hasattr(cfg, key):
+            V.finite(getattr(cfg, key), key, low=0.0, low_open=True)
+    for key in ("weight_decay", "max_minutes", "clip_grad", "score_weight"):
+        if hasattr(cfg, key):
+            V.finite(getattr(cfg, key), key, low=0.0)
+    if hasattr(cfg, "seed"):
+        V.integer(cfg.seed, "seed", low=0, high=MAX_TRAIN_SEED)
+    if getattr(cfg, "export_dtype", "float16") not in ("float16", "float32"):
+        raise ConfigError(f"export_dtype must be float16 or float32, got {cfg.export_dtype!r}")
+
+
 # --- sync classifiers (both stages) ---------------------------------------------------------------
 def check_classifier_config(region: str, neg_mix: Sequence[float], regions: Sequence[str],
                             neg_kinds: Sequence[str]) -> None:

@@ -318,6 +318,7 @@ REAL_KEYS = ("coco_wholebody133_2d", "poses", "keypoints")
 def load_motion(path) -> tuple[np.ndarray, float]:
     """(T, 133, 3) float64 and fps from a csg.pose JSON or an npz (``coco_wholebody133_2d`` as in
     ``../shared/data/validation``, or a dataset clip's ``poses``). Raises InputError otherwise."""
+    import zipfile
     from pathlib import Path
 
     from csg.errors import InputError
@@ -334,8 +335,8 @@ def load_motion(path) -> tuple[np.ndarray, float]:
                                      f"(found {', '.join(z.files)})")
                 kp = np.asarray(z[key], np.float64)
                 fps = float(z["fps"]) if "fps" in z.files else None
-        except (OSError, ValueError) as e:
-            raise InputError(f"{p}: not a readable npz ({e})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # empty, truncated
+            raise InputError(f"{p}: not a readable npz ({e or type(e).__name__})") from None
         if fps is None or not np.isfinite(fps) or fps <= 0:
             raise InputError(f"{p}: no valid 'fps' array")
     else:

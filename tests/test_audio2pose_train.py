@@ -69,3 +69,18 @@ def test_train_tiny_exports_and_resumes(tiny_corpus, tmp_path):
                  make_reference_pose(96, 128), progress=False)
     assert poses.num_frames == 25
     assert main(base + ["--set", "nope=1"]) != 0  # unknown config keys raise
+
+
+@pytest.mark.parametrize("key,value", [("batch_size", 0), ("window", 0), ("grad_accum", 0),
+                                       ("max_steps", -1), ("lr", -1.0), ("max_minutes", -1.0),
+                                       ("seed", -1), ("log_every", 0),
+                                       ("mixed_precision", "fp8")])
+def test_config_values_out_of_range_are_one_line(key, value):
+    """Checked when the config is built, before data is read or a run folder is written (they
+    surfaced as "unexpected ValueError" from torch, or not at all)."""
+    from audio2pose.config import TrainConfig
+    from csg.config import load_config
+    from csg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{key} must"):
+        load_config(TrainConfig, None, {key: value})

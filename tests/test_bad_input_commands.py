@@ -287,6 +287,29 @@ def test_convert_options_out_of_range(capsys, scene, tmp_path, flag, value):
     assert_untouched(before, tmp_path)
 
 
+def test_convert_to_csg_refuses_a_wrong_extension(capsys, scene, tmp_path):
+    op = tmp_path / "op"
+    assert csg(capsys, ["pose", "convert", scene["pose"], "-o", op])[0] == 0
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["pose", "convert", op, "-o", tmp_path / "back.txt"])
+    assert_one_clear_line(rc, err, "must be a .json file")
+    assert_untouched(before, tmp_path)
+
+
+def test_a_short_input_file_is_not_reported_as_ctrl_c(capsys, scene, monkeypatch):
+    """click turns any EOFError (pickle, np.load, torch.load of an empty file) into Abort; the CLI
+    must not say "aborted" with Ctrl-C's exit code 130."""
+    from csg.pose import PoseSequence
+
+    def short(*a, **k):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(PoseSequence, "load", short)
+    rc, err = csg(capsys, ["pose", "validate", scene["pose"]])
+    line = assert_one_clear_line(rc, err, "empty or truncated", exit_code=2)
+    assert "aborted" not in line
+
+
 # --- csg data synth --size ------------------------------------------------------------------------
 @pytest.mark.parametrize("size", ["100000", "3000x256", "8"])
 def test_synth_size_is_bounded_and_leaves_nothing(capsys, tmp_path, size):
@@ -550,3 +573,41 @@ def test_png_with_bytes_after_its_end_chunk_still_loads(scene, tmp_path):
     padded = tmp_path / "padded.png"
     padded.write_bytes(scene["photo"].read_bytes() + b"\0" * 100)
     assert load_image(padded).shape[:2] == (H, W)
+
+
+# --- csg train renderer / csg distill decoder: checked before a run folder is written -------------
+@pytest.mark.parametrize("setting,needle", [
+    ("max_steps=-1", "max_steps"), ("lr=-1", "lr"), ("batch_size=0", "batch_size"),
+    ("frames_per_clip=0", "frames_per_clip"), ("carry=9", "carry"), ("drop_pose=2", "drop_pose"),
+    ("mixed_precision=fp8", "mixed_precision")])
+def test_train_renderer_options_out_of_range(capsys, tmp_path, setting, needle):
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["train", "renderer", "--data", tmp_path, "--out", tmp_path / "run",
+                           "--set", setting])
+    assert_one_clear_line(rc, err, needle)
+    assert_untouched(before, tmp_path)
+
+
+def test_train_renderer_bad_data_leaves_no_run_folder(capsys, tmp_path):
+    (tmp_path / "talk.mp4").write_text("not a video")
+    (tmp_path / "afile").write_text("x")
+    before = snapshot(tmp_path)
+    for args, needle in (
+            (["--video", tmp_path / "talk.mp4"], "talk.mp4"),
+            (["--data", tmp_path / "missing"], "missing"),
+            (["--data", tmp_path], "")):  # an empty folder: no clips
+        rc, err = csg(capsys, ["train", "renderer", *args, "--out", tmp_path / "run"])
+        assert_one_clear_line(rc, err, needle)
+        assert_untouched(before, tmp_path)
+    rc, err = csg(capsys, ["train", "renderer", "--data", tmp_path, "--out", tmp_path / "afile"])
+    assert_one_clear_line(rc, err, "is a file")
+    assert_untouched(before, tmp_path)
+
+
+def test_distill_decoder_refuses_a_file_that_is_not_pairs(capsys, tmp_path):
+    (tmp_path / "pairs.pt").write_text("text")
+    before = snapshot(tmp_path)
+    rc, err = csg(capsys, ["distill", "decoder", "--pairs", tmp_path / "pairs.pt",
+                           "--out", tmp_path / "dec"])
+    assert_one_clear_line(rc, err, "not a pairs file")
+    assert_untouched(before, tmp_path)

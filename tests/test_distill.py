@@ -129,3 +129,29 @@ def test_distill_init_starts_the_student_from_another_checkpoint(tiny_corpus, tm
         distill(DistillConfig(**{**cfg.__dict__, "init": str(other), "out": str(tmp_path / "r2")}),
                 echo=lambda *_: None)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("key,value", [("batch_size", 0), ("max_steps", -1), ("lr", -1.0),
+                                       ("seed", -1), ("pairs", 0), ("teacher_steps", 0),
+                                       ("teacher_cfg", -1.0), ("export_dtype", "int8")])
+def test_config_values_out_of_range_are_one_line(key, value):
+    from csg.config import load_config
+    from csg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{key} must"):
+        load_config(DistillConfig, None, {key: value})
+
+
+def test_bad_data_leaves_no_run_folder(tiny_corpus, tmp_path):
+    """The data is read before OUT/config.yaml is written: a --data with no windows leaves
+    nothing behind."""
+    from csg.errors import CsgError
+
+    teacher_dir = Audio2PosePipeline(tiny_teacher(), FEATS, 25.0,
+                                     SamplingConfig(window=12, overlap=4, steps=6),
+                                     name="tiny").save_pretrained(tmp_path / "teacher")
+    cfg = DistillConfig(teacher=str(teacher_dir), data=str(tiny_corpus), window=100000,
+                        out=str(tmp_path / "run"))
+    with pytest.raises(CsgError):
+        distill(cfg, echo=lambda *_: None)
+    assert not (tmp_path / "run").exists()

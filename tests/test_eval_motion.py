@@ -132,6 +132,12 @@ def test_load_motion_refuses_bad_files(tmp_path):
     np.savez(tmp_path / "y.npz", coco_wholebody133_2d=np.zeros((5, 17, 3)), fps=np.float32(25))
     with pytest.raises(InputError, match="133"):
         load_motion(tmp_path / "y.npz")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(InputError, match="empty.npz: not a readable npz"):
+        load_motion(tmp_path / "empty.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "y.npz").read_bytes()[:200])
+    with pytest.raises(InputError, match="cut.npz: not a readable npz"):
+        load_motion(tmp_path / "cut.npz")
 
 
 

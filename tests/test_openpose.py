@@ -158,3 +158,12 @@ def test_shipped_example_motion_matches_its_npz():
     to_right = np.linalg.norm(kp[:, K.LEFT_HAND_ROOT, :2] - kp[:, K.RIGHT_WRIST, :2], axis=-1)
     assert np.median(to_left) < 20 < np.median(to_right)  # the left hand is at the left wrist
     assert (kp[:, K.RIGHT_SHOULDER, 0] < kp[:, K.LEFT_SHOULDER, 0]).all()  # frontal speaker
+
+
+def test_import_reads_a_file_with_a_byte_order_mark(tmp_path):
+    """OpenPose JSON saved by a Windows editor (UTF-8 with a BOM) still imports."""
+    pose = make_reference_pose(96, 128)
+    to_openpose(pose, tmp_path / "f.json")
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "f.json").read_bytes())
+    assert from_openpose(bom).num_frames == 1

@@ -129,6 +129,15 @@ def test_not_json_and_not_an_object(tmp_path):
         PoseSequence.load(tmp_path / "nothing.json")
 
 
+def test_json_with_a_byte_order_mark_loads(tmp_path):
+    """Windows editors save UTF-8 with a BOM; the hand-edited file still reads."""
+    pose = make_reference_pose()
+    pose.save(tmp_path / "p.json")
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "p.json").read_bytes())
+    np.testing.assert_array_equal(PoseSequence.load(bom).keypoints, pose.keypoints)
+
+
 def test_save_refuses_invalid_and_leaves_nothing(tmp_path):
     pose = make_reference_pose(H, W)
     pose.keypoints[0, 100, 0] = np.nan

@@ -155,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt) as e:
         # click turns Ctrl-C (and our SIGTERM, a KeyboardInterrupt) into Abort: look at the cause
         cause = e if isinstance(e, KeyboardInterrupt) else e.__context__
+        if isinstance(cause, EOFError):  # click turns any EOFError into Abort: a short file
+            if debug:
+                raise cause
+            click.echo("error: an input file ended too early (empty or truncated: "
+                       f"{_one_line(cause) or 'EOFError'}); rerun with --debug to see which",
+                       err=True)
+            return 2
         if isinstance(cause, Terminated):
             click.echo("error: terminated (SIGTERM); unfinished outputs were removed", err=True)
             return 143

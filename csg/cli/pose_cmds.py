@@ -115,7 +115,7 @@ def convert(input_path: Path, output: Path, target: str | None, fps: float, widt
     from .. import openpose
     from .. import validate as V
     from ..errors import InputError
-    from ..outputs import OutputSet, check_distinct
+    from ..outputs import OutputSet, check_distinct, require_suffix
     from ..pose import PoseSequence
 
     if not input_path.exists():
@@ -134,6 +134,7 @@ def convert(input_path: Path, output: Path, target: str | None, fps: float, widt
         click.echo(f"wrote {written}: {pose.num_frames} frame(s) as OpenPose JSON "
                    f"({body_format.upper()} body)")
     else:
+        require_suffix(output, (".json",), "the skeleton (-o)")
         outputs = OutputSet({"-o": output}, overwrite=overwrite, inputs={"INPUT_PATH": input_path})
         pose = openpose.from_openpose(input_path, fps=fps, width=width, height=height)
         pose.validate(str(output))  # (save validates again, naming the temporary file)

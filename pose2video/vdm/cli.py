@@ -36,6 +36,8 @@ def train_renderer(config_path, data, out, overrides, resume, init, videos):
         init = str(EMBEDDED)
     if init:  # fine-tuning: the model's own size, window, carry and audio features, unless --set
         cfg = _from_init(cfg, Path(init), overrides)
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise InputError(f"{cfg.out}: the run folder (--out) is a file")
     if videos:
         if data:
             raise InputError("--video and --data: give one or the other")
@@ -81,19 +83,29 @@ def prepare_personal(videos, out: Path, size: int) -> Path:
     from csg.data.prepare import PrepareConfig, prepare_videos
     from csg.errors import require_file
 
-    src = out / "videos"
-    src.mkdir(parents=True, exist_ok=True)
-    for v in videos:
-        p = require_file(v, "video")
-        dst = src / p.name
-        if not dst.exists():
-            shutil.copyfile(p, dst)
-    cfg = PrepareConfig(size_hw=(size, size), min_face=0.5, min_body=0.5, min_visible=0.5,
-                        min_seconds=1.0, split_by="file", margin=PERSONAL_MARGIN)
-    recs = prepare_videos(src, out / "data", cfg)
-    if not recs:
-        from csg.errors import DataError
+    from csg.video import probe_video
 
-        raise DataError(f"{', '.join(videos)}: no usable clip (a visible person for at least 1 s "
-                        "is needed)")
+    for v in videos:  # each a readable video, before anything is written
+        probe_video(require_file(v, "video"))
+    src = out / "videos"
+    new_run = not out.exists()
+    try:
+        src.mkdir(parents=True, exist_ok=True)
+        for v in videos:
+            p = Path(v)
+            dst = src / p.name
+            if not dst.exists():
+                shutil.copyfile(p, dst)
+        cfg = PrepareConfig(size_hw=(size, size), min_face=0.5, min_body=0.5, min_visible=0.5,
+                            min_seconds=1.0, split_by="file", margin=PERSONAL_MARGIN)
+        recs = prepare_videos(src, out / "data", cfg)
+        if not recs:
+            from csg.errors import DataError
+
+            raise DataError(f"{', '.join(videos)}: no usable clip (a visible person for at least "
+                            "1 s is needed)")
+    except BaseException:
+        if new_run:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out / "data"

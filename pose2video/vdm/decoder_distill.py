@@ -91,8 +91,13 @@ def load_latents(cache: tuple, pairs: tuple, *, default_cache: tuple = ()) -> to
     for p in pairs:
         if not Path(p).is_file():
             raise DataError(f"{p}: no such pairs file (csg distill vdm writes OUT/pairs.pt)")
-        for q in torch.load(p):
-            x0 = q["x0"].float()
+        try:
+            pairs = torch.load(p)
+            x0s = [q["x0"].float() for q in pairs]
+        except Exception as e:  # a text file, a truncated save, another tensor file
+            raise DataError(f"{p}: not a pairs file of `csg distill vdm` ({type(e).__name__})"
+                            ) from None
+        for x0 in x0s:
             out.append(x0.reshape(-1, *x0.shape[-3:]))
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -218,32 +223,40 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     if cfg.size < 8 or cfg.size % 8:
         raise DataError(f"size: a multiple of 8 pixels, not {cfg.size}")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    tf = out / "targets.pt"
-    if tf.is_file():
-        lat, rgb = torch.load(tf).values()
-    else:
-        lat = load_latents(tuple(cfg.cache), tuple(cfg.pairs),
-                           default_cache=DecoderDistillConfig.cache)
-        if cfg.media:
-            files = media_files(tuple(cfg.media))
-            echo(f"taking random crops of {len(files)} videos / photos")
-            px = media_crops(files, cfg.crops, cfg.size, np.random.default_rng(cfg.seed))
-            echo(f"encoding {len(px)} crops with TAEF2")
-            enc = Taef2Codec().encoder
-            with torch.inference_mode():
-                x = torch.from_numpy(px).permute(0, 3, 1, 2).float() / 255
-                new = torch.cat([enc(x[i:i + 8]) for i in range(0, len(x), 8)])
-            lat = new if not len(lat) else torch.cat([lat, new])
-        if not len(lat):
-            raise DataError("no latents: give --cache (csg train renderer), --pairs (csg distill "
-                            "vdm) or --set media=[videos and photos]")
-        lat = with_noise(lat, cfg.noise, cfg.noisy_copies, gen)
-        echo(f"decoding {len(lat)} latents with TAEF2 (the targets, once)")
-        rgb = make_targets(lat, Taef2Codec().decoder)
-        torch.save({"latents": lat, "rgb": rgb}, tf)
+    new_run = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        gen = torch.Generator().manual_seed(cfg.seed)
+        tf = out / "targets.pt"
+        if tf.is_file():
+            lat, rgb = torch.load(tf).values()
+        else:
+            lat = load_latents(tuple(cfg.cache), tuple(cfg.pairs),
+                               default_cache=DecoderDistillConfig.cache)
+            if cfg.media:
+                files = media_files(tuple(cfg.media))
+                echo(f"taking random crops of {len(files)} videos / photos")
+                px = media_crops(files, cfg.crops, cfg.size, np.random.default_rng(cfg.seed))
+                echo(f"encoding {len(px)} crops with TAEF2")
+                enc = Taef2Codec().encoder
+                with torch.inference_mode():
+                    x = torch.from_numpy(px).permute(0, 3, 1, 2).float() / 255
+                    new = torch.cat([enc(x[i:i + 8]) for i in range(0, len(x), 8)])
+                lat = new if not len(lat) else torch.cat([lat, new])
+            if not len(lat):
+                raise DataError("no latents: give --cache (csg train renderer), --pairs "
+                                "(csg distill vdm) or --set media=[videos and photos]")
+            lat = with_noise(lat, cfg.noise, cfg.noisy_copies, gen)
+            echo(f"decoding {len(lat)} latents with TAEF2 (the targets, once)")
+            rgb = make_targets(lat, Taef2Codec().decoder)
+            torch.save({"latents": lat, "rgb": rgb}, tf)
+    except BaseException:
+        if new_run:  # refused data leaves no half-made run folder behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     held = held_out(len(lat), cfg.holdout, 1 + (cfg.noisy_copies if cfg.noise > 0 else 0))
     train_idx = torch.nonzero(~held).flatten()
     if len(train_idx) < cfg.batch_size:

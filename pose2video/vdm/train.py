@@ -115,15 +115,27 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     from .data import LatentWindowDataset
     from .model import VdmDenoiser
 
-    if cfg.window <= cfg.carry:
-        raise DataError(f"window ({cfg.window}) must be larger than carry ({cfg.carry})")
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: the run folder (out) is a file")
+    missing = [d for d in cfg.data if not Path(d).is_dir()]
+    if missing:  # checked before the run folder is written
+        raise DataError(f"{missing[0]}: no such dataset folder (make one with `csg data prepare` "
+                        "or `csg data synth`)")
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     ckdir = out / "checkpoints"
     if acc.is_main_process:
+        new_run = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        files = prepare_latents(cfg, progress=progress)
+        try:
+            (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            files = prepare_latents(cfg, progress=progress)
+        except BaseException:
+            if new_run:  # a refused dataset leaves no half-made run folder behind
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     acc.wait_for_everyone()
     if not acc.is_main_process:
         files = prepare_latents(cfg, progress=False)
