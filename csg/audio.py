@@ -98,12 +98,14 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 # --- reading and writing --------------------------------------------------------------------------
 def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: float | None = None,
-               limit_name: str = "max_seconds") -> np.ndarray:
+               limit_name: str = "max_seconds", first_seconds: float | None = None) -> np.ndarray:
     """Read a wav / flac / ogg (anything libsndfile reads) as ``(N,)`` float32 mono at ``sr``.
 
     Channels are averaged; the rate is converted with :func:`resample`. ``max_seconds`` rejects
     longer files before decoding them; ``limit_name`` is the setting named in that message (e.g.
-    ``--max-audio-seconds``). Raises :class:`AudioError` naming the file.
+    ``--max-audio-seconds``). ``first_seconds``: decode only that much from the start (a file
+    longer than what it is muxed under, e.g. a skeleton's length, is not decoded whole; libsndfile
+    formats only, others are cut after decoding). Raises :class:`AudioError` naming the file.
     """
     import soundfile as sf
 
@@ -115,13 +117,15 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE, *, max_seconds: f
         if wav is None:
             raise AudioError(f"{p}: not a readable audio file ({_short(e)}); use wav, flac, ogg "
                              "or a video / m4a file with an audio track") from None
-        return wav
+        return wav if first_seconds is None else wav[:max(1, int(round(first_seconds * sr)))]
     if info.frames == 0 or info.samplerate <= 0:
         raise AudioError(f"{p}: audio is empty (0 samples)")
     seconds = info.frames / info.samplerate
     _check_length(p, seconds, max_seconds, limit_name)
     try:
-        data, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
+        frames = -1 if first_seconds is None else max(1, int(math.ceil(first_seconds
+                                                                       * info.samplerate)))
+        data, file_sr = sf.read(str(p), frames=frames, dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001
         raise AudioError(f"{p}: audio data is unreadable or truncated ({_short(e)})")
     if data.shape[0] == 0:

@@ -106,7 +106,7 @@ def render(ref_path: str, pose_path: str, audio_path: str | None, out_path: str,
     if audio_path is not None:
         from csg.audio import SAMPLE_RATE, load_audio
 
-        audio = load_audio(audio_path, SAMPLE_RATE)
+        audio = load_audio(audio_path, SAMPLE_RATE, first_seconds=poses.duration + 1.0)
     image = load_image(ref_path)
     from .base import reference_pose_for
 

@@ -74,6 +74,30 @@ def test_load_stereo_44k_resamples_to_mono_16k(tmp_path):
     assert 0.45 < np.abs(wav[100:-100]).max() < 0.55
 
 
+def test_first_seconds_decodes_only_the_start_of_a_huge_file(tmp_path):
+    """A 3-hour 48 kHz stereo WAV (sparse on disk, 2 GB of samples once decoded) under a 2 s
+    skeleton: only the first seconds are read (csg render / pose draw --audio)."""
+    import resource
+
+    p = tmp_path / "long.wav"
+    with sf.SoundFile(p, "w", 48000, 2, "PCM_16") as f:
+        f.write(np.stack([_tone(48000, 2.0)] * 2, 1))
+    hours = 3 * 3600 * 48000 * 2 * 2  # data bytes of 3 hours
+    with open(p, "r+b") as f:  # grow the data chunk sparsely and fix both sizes in the header
+        f.seek(0, 2)
+        f.truncate(44 + hours)
+        f.seek(4)
+        f.write((36 + hours).to_bytes(4, "little"))
+        f.seek(40)
+        f.write(hours.to_bytes(4, "little"))
+    assert sf.info(str(p)).duration > 10000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    wav = load_audio(p, first_seconds=2.5)
+    assert wav.shape == (40000,)
+    assert 0.45 < np.abs(wav[:32000]).max() < 0.55 and np.abs(wav[32100:]).max() == 0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: no 2 GB
+
+
 def test_load_flac_and_custom_rate(tmp_path):
     p = tmp_path / "a.flac"
     sf.write(p, _tone(16000, 0.25), 16000)

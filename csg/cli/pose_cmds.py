@@ -69,7 +69,8 @@ def _draw_video(pose, output: Path, audio: Path | None, threshold: float, quiet:
     from ..draw import draw_sequence
     from ..video import VideoWriter
 
-    wav = load_audio(audio, SAMPLE_RATE) if audio is not None else None
+    wav = (load_audio(audio, SAMPLE_RATE, first_seconds=pose.duration + 1.0)
+           if audio is not None else None)  # (only what is muxed under the skeleton is decoded)
     frames = draw_sequence(pose, threshold=threshold)
     with VideoWriter(output, pose.fps, pose.size_hw, audio=wav, audio_sr=SAMPLE_RATE,
                      overwrite=True) as vw:  # output: a live OutputSet temp
