@@ -336,7 +336,7 @@ def load_motion(path) -> tuple[np.ndarray, float]:
                 kp = np.asarray(z[key], np.float64)
                 fps = float(z["fps"]) if "fps" in z.files else None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # empty, truncated
-            raise InputError(f"{p}: not a readable npz ({e or type(e).__name__})") from None
+            raise InputError(f"{p}: not a readable npz ({str(e) or type(e).__name__})") from None
         if fps is None or not np.isfinite(fps) or fps <= 0:
             raise InputError(f"{p}: no valid 'fps' array")
     else:

@@ -656,6 +656,29 @@ def _body_zone(ref: np.ndarray, ref_ok: np.ndarray, size_hw: tuple[int, int],
     return m.astype(bool)
 
 
+def _usable(frame: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(133, 2) float64 points and (133,) bool: confident, finite, not absurdly far."""
+    xy = np.asarray(frame, np.float64)[:, :2]
+    ok = np.asarray(frame)[:, 2] >= threshold
+    return xy, ok & np.isfinite(xy).all(1) & (np.abs(xy) < 1e6).all(1)
+
+
+def zone_unit(frame: np.ndarray, size_hw: tuple[int, int], *, threshold: float = 0.3) -> float:
+    """The person's size unit of :func:`skeleton_zone`, px: the shoulder width, else 2.5 face
+    heights, else a tenth of the canvas' long side; kept within [0.02, 2] long sides."""
+    xy, ok = _usable(frame, threshold)
+    side = max(size_hw)
+    ls, rs = K.LEFT_SHOULDER, K.RIGHT_SHOULDER
+    face = np.r_[np.arange(0, 5), np.arange(K.FACE.start, K.FACE.stop)]
+    if ok[ls] and ok[rs]:
+        u = float(np.linalg.norm(xy[ls] - xy[rs]))
+    elif ok[face].sum() >= 10:
+        u = 2.5 * float(np.ptp(xy[face][ok[face], 1]))
+    else:
+        return 0.1 * side
+    return min(max(u, 0.02 * side), 2.0 * side)
+
+
 def skeleton_zone(frame: np.ndarray, size_hw: tuple[int, int], *, threshold: float = 0.3,
                   pad: float = 0.25) -> np.ndarray:
     """(H, W) bool: where a person with this skeleton (133, 3) can be, grown by ``pad`` shoulder
@@ -667,21 +690,13 @@ def skeleton_zone(frame: np.ndarray, size_hw: tuple[int, int], *, threshold: flo
     import cv2
 
     H, W = size_hw
-    xy = np.asarray(frame, np.float64)[:, :2]
-    ok = np.asarray(frame)[:, 2] >= threshold
-    ok &= np.isfinite(xy).all(1) & (np.abs(xy) < 1e6).all(1)  # (points far off are not drawn)
+    xy, ok = _usable(frame, threshold)
     m = np.zeros((H, W), np.uint8)
     if not ok.any():
         return m.astype(bool)
     ls, rs = K.LEFT_SHOULDER, K.RIGHT_SHOULDER
     face = np.r_[np.arange(0, 5), np.arange(K.FACE.start, K.FACE.stop)]
-    if ok[ls] and ok[rs]:
-        u = float(np.linalg.norm(xy[ls] - xy[rs]))
-    elif ok[face].sum() >= 10:
-        u = 2.5 * float(np.ptp(xy[face][ok[face], 1]))
-    else:
-        u = 0.0
-    u = max(u, 0.02 * max(H, W)) if u > 0 else 0.1 * max(H, W)
+    u = zone_unit(frame, size_hw, threshold=threshold)
     g = pad * u
 
     def pt(p: np.ndarray) -> tuple[int, int]:

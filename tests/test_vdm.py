@@ -671,3 +671,24 @@ def test_background_photo_keeps_the_photo_outside_the_persons_zone():
         assert (out_m != out).any()
     with pytest.raises(ConfigError, match="background"):
         tiny_renderer(background="blur")
+
+
+def test_zone_fade_follows_the_persons_size_and_far_points_do_not_crash():
+    """The fade of the background rule is at most a tenth of the shoulder width (a small person's
+    limbs and fingertips stay opaque), else 4 % of the crop; a confident point far off the
+    canvas (allowed by the pose contract) neither crashes nor grows the zone past the canvas."""
+    from csg import keypoints as K
+    from pose2video.masks import skeleton_zone, zone_unit
+    from pose2video.vdm.renderer import zone_feather
+
+    f = make_reference_pose(1000, 1000).keypoints[0].copy()
+    sw = float(np.linalg.norm(f[K.LEFT_SHOULDER, :2] - f[K.RIGHT_SHOULDER, :2]))
+    assert sw > 100 and zone_unit(f, (1000, 1000)) == pytest.approx(sw)
+    assert zone_feather(f, (1000, 1000)) == pytest.approx(min(40.0, 0.1 * sw))
+    small = f.copy()
+    small[:, :2] = small[:, :2] * 0.2  # the same person at a fifth of the size, in a big crop
+    assert zone_feather(small, (1000, 1000)) == pytest.approx(0.1 * 0.2 * sw)
+    far = f.copy()
+    far[K.LEFT_SHOULDER, :2] = (1e5, 10.0)  # (cv2 refused the 90000 px thick line)
+    z = skeleton_zone(far, (4000, 4000))
+    assert z.shape == (4000, 4000) and z.any()

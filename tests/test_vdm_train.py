@@ -108,3 +108,18 @@ def test_cache_is_reused_when_the_key_matches(synth_root, tmp_path):
         assert z["poses"].shape == (5, 133, 3)
     files2 = build_cache([synth_root], tmp_path, tiny_codec(), **kw)
     assert [f.stat().st_mtime_ns for f in files2] == stamp
+
+
+def test_carry_is_checked_against_the_window_the_run_uses(tmp_path):
+    """--init replaces the config's window with the model's, so carry >= the YAML's window is not a
+    config error; train() refuses it (one line) before writing anything when it still holds."""
+    from csg.errors import ConfigError, DataError
+    from pose2video.vdm.config import VdmTrainConfig
+    from pose2video.vdm.train import train
+
+    cfg = VdmTrainConfig(window=6, carry=6, data=(str(tmp_path),), out=str(tmp_path / "run"))
+    with pytest.raises(DataError, match="larger than carry"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="carry_prob"):
+        VdmTrainConfig(carry_prob=1.5)

@@ -83,6 +83,7 @@ def prepare_personal(videos, out: Path, size: int) -> Path:
     from csg.data.prepare import PrepareConfig, prepare_videos
     from csg.errors import require_file
 
+    from csg.errors import CsgError
     from csg.video import probe_video
 
     for v in videos:  # each a readable video, before anything is written
@@ -104,8 +105,9 @@ def prepare_personal(videos, out: Path, size: int) -> Path:
 
             raise DataError(f"{', '.join(videos)}: no usable clip (a visible person for at least "
                             "1 s is needed)")
-    except BaseException:
-        if new_run:
+    except CsgError:  # nothing prepared yet: no run folder left behind (prepared clips are kept:
+        # prepare_videos resumes from them; Ctrl-C keeps everything)
+        if new_run and not any((out / "data").rglob("*.npz")):
             shutil.rmtree(out, ignore_errors=True)
         raise
     return out / "data"

@@ -83,8 +83,6 @@ class VdmTrainConfig:
         check_training_config(self, {"size": 8, "frames_per_clip": 1, "window": 2, "carry": 0})
         for key in ("carry_prob", "drop_audio", "drop_pose"):
             V.fraction(getattr(self, key), key)
-        if self.carry >= self.window:
-            raise ConfigError(f"carry ({self.carry}) must be smaller than window ({self.window})")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got "
                               f"{self.mixed_precision!r}")
@@ -111,6 +109,7 @@ class VdmRenderConfig:
     # back into the photo (as csg.data.prepare crops); -1: the whole photo; -2: the checkpoint's
     background: str = "photo"  # "photo": outside the zone the skeleton and the photo's person can
     # reach (pose2video.masks.skeleton_zone), the photo's pixels in every frame; "model": the model's
+    # frame everywhere
     # PCE sync-classifier guidance on the latents (PAHA Eq. 8-12, docs/guidance.md, stage 2)
     guidance: str = "none"  # "none" | "sg" (sequential) | "dg" (differential)
     guidance_weights: str = ""  # folder of classifier_face/ + classifier_nonface/; "" : embedded

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csg.errors import DataError
+from csg.errors import CsgError, DataError
 from csg.video import VIDEO_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
             echo(f"decoding {len(lat)} latents with TAEF2 (the targets, once)")
             rgb = make_targets(lat, Taef2Codec().decoder)
             torch.save({"latents": lat, "rgb": rgb}, tf)
-    except BaseException:
+    except CsgError:
         if new_run:  # refused data leaves no half-made run folder behind
             import shutil
 

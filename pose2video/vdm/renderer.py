@@ -50,6 +50,7 @@ class VdmState:
     photo: np.ndarray | None = None  # (H, W, 3) uint8, what surrounds the crop (or the model frame)
     keep: np.ndarray | None = None  # (h, w) bool on the crop: the photo's person's zone (background
     # "photo"); None: the model's frame everywhere in the crop
+    feather: float = 0.0  # fade width of the zone, px on the crop (zone_feather)
 
 
 def working_size(size_hw: tuple[int, int], long_side: int, multiple: int) -> tuple[int, int]:
@@ -108,15 +109,24 @@ the model's background around head and hands (docs/vdm.md); 0.0 thins the limb c
 fade's width."""
 
 
-def _zones(keep: np.ndarray, kp: np.ndarray) -> np.ndarray:
+def _zones(keep: np.ndarray, kp: np.ndarray, feather: float) -> np.ndarray:
     """(n, h, w) float32 alpha of the model's pixels: the photo's person's zone ``keep`` (h, w)
-    joined with each frame's skeleton zone (n, 133, 3 on the crop), faded in over 4 % of the
-    crop's side inside it (so the seam lies in the zone's padding, not on the person)."""
+    joined with each frame's skeleton zone (n, 133, 3 on the crop), faded in over ``feather`` px
+    inside it (:func:`zone_feather`)."""
     from ..masks import skeleton_zone, soft_alpha
 
-    feather = 0.04 * min(keep.shape)
     return np.stack([soft_alpha(keep | skeleton_zone(f, keep.shape, pad=ZONE_PAD), feather)
                      for f in kp])
+
+
+def zone_feather(ref_kp: np.ndarray, size_hw: tuple[int, int]) -> float:
+    """Fade width of the background rule, px: 4 % of the crop's short side, at most a tenth of
+    the person's shoulder width (:func:`pose2video.masks.zone_unit`), so a small person's limbs
+    (capsules 0.25 shoulder widths wide) keep an opaque core and fingertips (0.1 from the zone's
+    edge) stay opaque."""
+    from ..masks import zone_unit
+
+    return max(1.0, min(0.04 * min(size_hw), 0.1 * zone_unit(ref_kp, size_hw)))
 
 
 def scale_poses(kp: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
@@ -236,12 +246,14 @@ class VdmRenderer:
                 pts[:, 1].min() < y0 or pts[:, 1].max() > y0 + h  # the square cannot hold them
             box = None if whole or box == (0, 0, H, W) else box
         y0, x0, h, w = box or (0, 0, H, W)
-        keep = None
+        keep, feather = None, 0.0
         if self.config.background == "photo":  # the zone the photo's own person covers
             from ..masks import skeleton_zone
             from ..segment import person_mask
 
-            keep = skeleton_zone(_in_box(ref_pose.keypoints[0], box), (h, w), pad=ZONE_PAD)
+            crop_ref = _in_box(ref_pose.keypoints[0], box)
+            keep = skeleton_zone(crop_ref, (h, w), pad=ZONE_PAD)
+            feather = zone_feather(crop_ref, (h, w))
             seg = person_mask(img[y0:y0 + h, x0:x0 + w])
             if seg is not None:
                 keep |= cv2.dilate((seg > 0.5).astype(np.uint8),
@@ -254,7 +266,7 @@ class VdmRenderer:
         lat = self.codec.encode(x).to(self.device, self.dtype)
         kp = scale_poses(_in_box(ref_pose.keypoints[0], box), (h, w), work)
         photo = img.copy() if box or keep is not None else None
-        return VdmState((H, W), work, lat, kp, box, photo, keep)
+        return VdmState((H, W), work, lat, kp, box, photo, keep, feather)
 
     def render(self, state: VdmState, poses: PoseSequence, *, audio: np.ndarray | None = None,
                generator: Any = None, callback: ProgressCallback | None = None,
@@ -342,7 +354,8 @@ class VdmRenderer:
                 on_window(j, context, new)
             prev = torch.cat([carried, new], 1)
             yield _paste(self._decode(new[0], crop_hw), state.box, state.photo,
-                         None if state.keep is None else _zones(state.keep, crop_kp[a:b]))
+                         None if state.keep is None else
+                         _zones(state.keep, crop_kp[a:b], state.feather))
 
     def sparse_plan(self, kp: np.ndarray, work_hw: tuple[int, int]):
         """The sparse cross-frame attention plan of one window (``kp``: its frames' skeletons,

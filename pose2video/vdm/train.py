@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from csg.config import to_dict
-from csg.errors import DataError
+from csg.errors import CsgError, DataError
 from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
 
 from .config import VdmTrainConfig
@@ -115,6 +115,8 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     from .data import LatentWindowDataset
     from .model import VdmDenoiser
 
+    if cfg.window <= cfg.carry:  # (here, not in the config: --init replaces the window)
+        raise DataError(f"window ({cfg.window}) must be larger than carry ({cfg.carry})")
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: the run folder (out) is a file")
@@ -130,8 +132,10 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
         try:
             (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             files = prepare_latents(cfg, progress=progress)
-        except BaseException:
-            if new_run:  # a refused dataset leaves no half-made run folder behind
+        except CsgError:
+            # a dataset refused before any clip was encoded leaves no run folder behind; encoded
+            # clips are kept (a rerun reuses them), and so is everything after Ctrl-C
+            if new_run and not any(out.rglob("*.npz")):
                 import shutil
 
                 shutil.rmtree(out, ignore_errors=True)
