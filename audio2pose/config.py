@@ -94,12 +94,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from csg import validate as V
-        from csg.errors import ConfigError
         from csg.training import check_training_config
 
         check_training_config(self, {"window": 1, "augment_variants": 0, "stats_items": 1})
         V.fps(self.fps, "fps")
         V.fraction(self.ref_start, "ref_start")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got "
-                              f"{self.mixed_precision!r}")

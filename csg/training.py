@@ -13,9 +13,10 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
-from csg.errors import ConfigError
+from csg.errors import ConfigError, CsgError
 
 
 def save_checkpoint(acc, ckdir: Path, step: int, keep: int = 2) -> Path:
@@ -133,6 +134,26 @@ def check_training_config(cfg: Any, ints: dict[str, int] = {}) -> None:  # noqa:
         V.integer(cfg.seed, "seed", low=0, high=MAX_TRAIN_SEED)
     if getattr(cfg, "export_dtype", "float16") not in ("float16", "float32"):
         raise ConfigError(f"export_dtype must be float16 or float32, got {cfg.export_dtype!r}")
+    if getattr(cfg, "mixed_precision", "no") not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got "
+                          f"{cfg.mixed_precision!r}")
+
+
+@contextmanager
+def new_run_folder(out: Path, produced: str = "*.npz") -> Iterator[Path]:
+    """Make the run folder ``out`` for the data preparation inside the block. When the folder is
+    new and a :class:`CsgError` (refused data) stops the block before any file matching
+    ``produced`` was written under it, the folder is removed again: a refused dataset leaves no
+    half-made run behind, while encoded or prepared clips are kept for a rerun, and so is
+    everything after Ctrl-C."""
+    new = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except CsgError:
+        if new and not any(out.rglob(produced)):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 # --- sync classifiers (both stages) ---------------------------------------------------------------

@@ -121,3 +121,31 @@ def test_end_step_stops_on_wall_time(tmp_path):
     log.close()
     assert [c for c in acc.calls if c[0] == "save"] and latest_checkpoint(tmp_path / "ck").name \
         == "step_0000005"
+
+
+def test_new_run_folder_removes_only_a_new_folder_with_nothing_produced(tmp_path):
+    """Refused data (a CsgError) before anything was produced: the new run folder goes; encoded
+    clips (``*.npz``) are kept for a rerun; an existing folder and Ctrl-C keep everything."""
+    from csg.errors import DataError
+    from csg.training import new_run_folder
+
+    def refuse(out, write=None):
+        with pytest.raises((DataError, KeyboardInterrupt)):
+            with new_run_folder(out):
+                (out / "config.yaml").write_text("x")
+                if write:
+                    (out / write).parent.mkdir(parents=True, exist_ok=True)
+                    (out / write).write_bytes(b"")
+                raise DataError("refused")
+
+    refuse(tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    refuse(tmp_path / "b", "latents/clip0.npz")
+    assert (tmp_path / "b" / "latents" / "clip0.npz").is_file()
+    (tmp_path / "c").mkdir()
+    refuse(tmp_path / "c")
+    assert (tmp_path / "c" / "config.yaml").is_file()
+    with pytest.raises(KeyboardInterrupt):
+        with new_run_folder(tmp_path / "d"):
+            raise KeyboardInterrupt
+    assert (tmp_path / "d").is_dir()

@@ -81,17 +81,15 @@ def prepare_personal(videos, out: Path, size: int) -> Path:
     import shutil
 
     from csg.data.prepare import PrepareConfig, prepare_videos
-    from csg.errors import require_file
-
-    from csg.errors import CsgError
+    from csg.errors import DataError, require_file
+    from csg.training import new_run_folder
     from csg.video import probe_video
 
     for v in videos:  # each a readable video, before anything is written
         probe_video(require_file(v, "video"))
     src = out / "videos"
-    new_run = not out.exists()
-    try:
-        src.mkdir(parents=True, exist_ok=True)
+    with new_run_folder(out):  # (prepared clips are .npz files: prepare_videos resumes from them)
+        src.mkdir(exist_ok=True)
         for v in videos:
             p = Path(v)
             dst = src / p.name
@@ -101,13 +99,6 @@ def prepare_personal(videos, out: Path, size: int) -> Path:
                             min_seconds=1.0, split_by="file", margin=PERSONAL_MARGIN)
         recs = prepare_videos(src, out / "data", cfg)
         if not recs:
-            from csg.errors import DataError
-
             raise DataError(f"{', '.join(videos)}: no usable clip (a visible person for at least "
                             "1 s is needed)")
-    except CsgError:  # nothing prepared yet: no run folder left behind (prepared clips are kept:
-        # prepare_videos resumes from them; Ctrl-C keeps everything)
-        if new_run and not any((out / "data").rglob("*.npz")):
-            shutil.rmtree(out, ignore_errors=True)
-        raise
     return out / "data"

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from csg.errors import CsgError, DataError
+from csg.errors import DataError
 from csg.video import VIDEO_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,7 @@ def load_latents(cache: tuple, pairs: tuple, *, default_cache: tuple = ()) -> to
         if not Path(p).is_file():
             raise DataError(f"{p}: no such pairs file (csg distill vdm writes OUT/pairs.pt)")
         try:
-            pairs = torch.load(p)
-            x0s = [q["x0"].float() for q in pairs]
+            x0s = [q["x0"].float() for q in torch.load(p)]
         except Exception as e:  # a text file, a truncated save, another tensor file
             raise DataError(f"{p}: not a pairs file of `csg distill vdm` ({type(e).__name__})"
                             ) from None
@@ -212,7 +211,8 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     from safetensors.torch import save_file
 
     from csg.config import to_dict
-    from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
+    from csg.training import (StepLog, end_step, latest_checkpoint, new_run_folder,
+                              optimizer_step)
 
     from .codec import Taef2Codec, _taef2_modules
     from .train import lr_lambda
@@ -223,9 +223,7 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
     if cfg.size < 8 or cfg.size % 8:
         raise DataError(f"size: a multiple of 8 pixels, not {cfg.size}")
     out = Path(cfg.out)
-    new_run = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
+    with new_run_folder(out, produced="targets.pt"):  # refused data: no half-made run folder
         (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         gen = torch.Generator().manual_seed(cfg.seed)
         tf = out / "targets.pt"
@@ -251,12 +249,6 @@ def distill_decoder(cfg: DecoderDistillConfig, *, resume: bool = False, echo=log
             echo(f"decoding {len(lat)} latents with TAEF2 (the targets, once)")
             rgb = make_targets(lat, Taef2Codec().decoder)
             torch.save({"latents": lat, "rgb": rgb}, tf)
-    except CsgError:
-        if new_run:  # refused data leaves no half-made run folder behind
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-        raise
     held = held_out(len(lat), cfg.holdout, 1 + (cfg.noisy_copies if cfg.noise > 0 else 0))
     train_idx = torch.nonzero(~held).flatten()
     if len(train_idx) < cfg.batch_size:

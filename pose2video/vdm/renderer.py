@@ -246,12 +246,12 @@ class VdmRenderer:
                 pts[:, 1].min() < y0 or pts[:, 1].max() > y0 + h  # the square cannot hold them
             box = None if whole or box == (0, 0, H, W) else box
         y0, x0, h, w = box or (0, 0, H, W)
+        crop_ref = _in_box(ref_pose.keypoints[0], box)  # the photo's skeleton on the crop
         keep, feather = None, 0.0
         if self.config.background == "photo":  # the zone the photo's own person covers
             from ..masks import skeleton_zone
             from ..segment import person_mask
 
-            crop_ref = _in_box(ref_pose.keypoints[0], box)
             keep = skeleton_zone(crop_ref, (h, w), pad=ZONE_PAD)
             feather = zone_feather(crop_ref, (h, w))
             seg = person_mask(img[y0:y0 + h, x0:x0 + w])
@@ -264,7 +264,7 @@ class VdmRenderer:
                            interpolation=cv2.INTER_AREA if work[0] < h else cv2.INTER_LINEAR)
         x = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255
         lat = self.codec.encode(x).to(self.device, self.dtype)
-        kp = scale_poses(_in_box(ref_pose.keypoints[0], box), (h, w), work)
+        kp = scale_poses(crop_ref, (h, w), work)
         photo = img.copy() if box or keep is not None else None
         return VdmState((H, W), work, lat, kp, box, photo, keep, feather)
 

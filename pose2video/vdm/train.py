@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from csg.config import to_dict
-from csg.errors import CsgError, DataError
-from csg.training import StepLog, end_step, latest_checkpoint, optimizer_step
+from csg.errors import DataError
+from csg.training import StepLog, end_step, latest_checkpoint, new_run_folder, optimizer_step
 
 from .config import VdmTrainConfig
 
@@ -127,19 +127,9 @@ def train(cfg: VdmTrainConfig, *, resume: bool = False, init: str | None = None,
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     ckdir = out / "checkpoints"
     if acc.is_main_process:
-        new_run = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-        try:
+        with new_run_folder(out):  # (encoded clips are .npz files under the cache)
             (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             files = prepare_latents(cfg, progress=progress)
-        except CsgError:
-            # a dataset refused before any clip was encoded leaves no run folder behind; encoded
-            # clips are kept (a rerun reuses them), and so is everything after Ctrl-C
-            if new_run and not any(out.rglob("*.npz")):
-                import shutil
-
-                shutil.rmtree(out, ignore_errors=True)
-            raise
     acc.wait_for_everyone()
     if not acc.is_main_process:
         files = prepare_latents(cfg, progress=False)
