@@ -595,7 +595,7 @@ def test_train_renderer_bad_data_leaves_no_run_folder(capsys, tmp_path):
     for args, needle in (
             (["--video", tmp_path / "talk.mp4"], "talk.mp4"),
             (["--data", tmp_path / "missing"], "missing"),
-            (["--data", tmp_path], "")):  # an empty folder: no clips
+            (["--data", tmp_path], "manifest not found")):  # an empty folder: no dataset
         rc, err = csg(capsys, ["train", "renderer", *args, "--out", tmp_path / "run"])
         assert_one_clear_line(rc, err, needle)
         assert_untouched(before, tmp_path)
